@@ -1,0 +1,148 @@
+"""Exact nearest-neighbour search over one feature set's vectors held in memory.
+
+Distances are computed in two passes: a float32 matrix product ranks every vector
+(fast, but with rounding error), then every vector that could possibly belong to the
+answer, given a rigorous bound on that error, is re-measured in float64 as
+``sqrt(sum((x - q) ** 2))``. The result is what brute force over every vector returns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DISTANCE_OPS = ("$eq", "$lt", "$lte", "$gt", "$gte")
+
+
+@dataclass
+class VectorMatrix:
+    """All vectors of one feature set at one version."""
+
+    entity_ids: np.ndarray  # (n,) str array (fixed-width, so it can break ties in a sort)
+    feature_ids: np.ndarray  # (n,) str array
+    values: np.ndarray  # (n, d) float32, C-contiguous
+    version: int
+    norms: np.ndarray = field(init=False)
+    sq_norms: np.ndarray = field(init=False)
+    row_of: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sq_norms = np.einsum("ij,ij->i", self.values, self.values, dtype=np.float32)
+        self.norms = np.sqrt(self.sq_norms)
+        self.row_of = {e: i for i, e in enumerate(self.entity_ids.tolist())}
+
+    def __len__(self) -> int:
+        return len(self.entity_ids)
+
+    @property
+    def dim(self) -> int:
+        return self.values.shape[1]
+
+    def rows_for(self, entity_ids) -> np.ndarray:
+        row_of = self.row_of
+        return np.fromiter((row_of[e] for e in entity_ids if e in row_of), dtype=np.int64)
+
+
+@dataclass
+class Hits:
+    rows: np.ndarray  # rows of the matrix, in result order
+    distances: np.ndarray  # float64 true distances, same order
+    total: int  # how many vectors pass the filters (before paging)
+
+
+def exact_distances(values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The reference: true Euclidean distance in float64."""
+    diff = values.astype(np.float64) - query.astype(np.float64)
+    return np.sqrt((diff * diff).sum(axis=1))
+
+
+def _error_bound(matrix: VectorMatrix, rows: np.ndarray, q_norm: float) -> float:
+    """Worst-case absolute error of the float32 squared distance ||x||^2 - 2x.q + ||q||^2."""
+    eps32 = np.float64(2.0**-24)
+    x_max = float(matrix.norms[rows].max()) if len(rows) else 0.0
+    return float((matrix.dim + 8) * 2 * eps32 * (x_max + q_norm) ** 2) + 1e-30
+
+
+def _passes(distances: np.ndarray, ops: dict[str, float]) -> np.ndarray:
+    keep = np.ones(len(distances), dtype=bool)
+    for op, bound in ops.items():
+        if op == "$eq":
+            keep &= distances == bound
+        elif op == "$lt":
+            keep &= distances < bound
+        elif op == "$lte":
+            keep &= distances <= bound
+        elif op == "$gt":
+            keep &= distances > bound
+        elif op == "$gte":
+            keep &= distances >= bound
+    return keep
+
+
+def _maybe_passes(approx_sq: np.ndarray, ops: dict[str, float], err: float) -> np.ndarray:
+    """Rows whose true distance could pass, judged on the approximate square with margin."""
+    keep = np.ones(len(approx_sq), dtype=bool)
+    for op, bound in ops.items():
+        sq = float(bound) ** 2 if bound >= 0 else -1.0
+        if op in ("$lt", "$lte"):
+            keep &= approx_sq <= sq + err
+        elif op in ("$gt", "$gte"):
+            keep &= approx_sq >= sq - err if bound >= 0 else True
+        elif op == "$eq":
+            keep &= np.abs(approx_sq - sq) <= err
+    return keep
+
+
+def search(
+    matrix: VectorMatrix,
+    query: np.ndarray,
+    rows: np.ndarray | None = None,
+    distance_ops: dict[str, float] | None = None,
+    descending: bool = False,
+    limit: int | None = None,
+) -> Hits:
+    """Rows of ``matrix`` (optionally only ``rows``) sorted by true distance to ``query``.
+
+    ``distance_ops`` filters on the true distance; ``limit`` keeps the first ``limit`` in
+    order (offset + page size); ``total`` counts every row that passes. Ties break by
+    entity id so that pages are stable.
+    """
+    ops = distance_ops or {}
+    q32 = np.ascontiguousarray(query, dtype=np.float32)
+    if rows is None:
+        rows = np.arange(len(matrix), dtype=np.int64)
+    if len(rows) == 0:
+        return Hits(rows, np.zeros(0), 0)
+    q_norm = float(np.linalg.norm(q32.astype(np.float64)))
+    approx = matrix.sq_norms - 2.0 * (matrix.values @ q32) + np.float32(q_norm * q_norm)
+    if len(rows) != len(matrix):
+        approx = approx[rows]
+    approx = approx.astype(np.float64)
+    err = _error_bound(matrix, rows, q_norm)
+
+    if ops:
+        # Rows clearly inside every bound pass as they are; only the border is re-measured.
+        maybe = _maybe_passes(approx, ops, err)
+        sure = _maybe_passes(approx, ops, -err) & maybe
+        border = np.flatnonzero(maybe & ~sure)
+        if len(border):
+            border_ok = _passes(exact_distances(matrix.values[rows[border]], q32), ops)
+            sure[border[border_ok]] = True
+        cand_idx = np.flatnonzero(sure)
+    else:
+        cand_idx = np.arange(len(rows))
+    total = len(cand_idx)
+
+    if limit is not None and limit < len(cand_idx):
+        if limit <= 0:
+            return Hits(np.zeros(0, dtype=np.int64), np.zeros(0), total)
+        keyed = -approx[cand_idx] if descending else approx[cand_idx]
+        kth = np.partition(keyed, limit - 1)[limit - 1]
+        cand_idx = cand_idx[keyed <= kth + 2 * err]
+
+    chosen_rows = rows[cand_idx]
+    distances = exact_distances(matrix.values[chosen_rows], q32)
+    order = np.lexsort((matrix.entity_ids[chosen_rows], -distances if descending else distances))
+    if limit is not None:
+        order = order[:limit]
+    return Hits(chosen_rows[order], distances[order], total)

@@ -1,0 +1,904 @@
+"""The facade: one ``Workspace`` holds the catalog, the item files and the vector index.
+
+    ws = Workspace.open("./workspace")
+    ds = ws.datasets.create("pets")
+    ds.items.upload(["cat.jpg"], dir="/cats")
+    fs = ws.feature_sets.create(name="clip", size=512)
+    fs.features.create(value=vector, entity=item)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from . import exact, query as q
+from .blobs import BlobStore
+from .catalog import Catalog
+from .errors import FeaturelabError, InvalidInput, NotFound
+from .files import inspect, normalize_dir, safe_name
+from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
+from .vectors import VectorIndex, chroma_url_from_env
+
+ENTITY_TYPES = ("item", "annotation")
+METRICS = ("euclidean",)
+MAX_UPLOAD_BYTES = int(os.environ.get("FEATURELAB_MAX_UPLOAD_MB", "1024")) * 1024 * 1024
+ProgressFn = Callable[[int, int], None]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("FEATURELAB_HOME", "./workspace"))
+
+
+def _check_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} must be JSON data without NaN or infinity: {exc}") from exc
+
+
+class Workspace:
+    """A folder with ``catalog.db`` (SQLite), ``blobs/`` (item files), ``chroma/`` and ``cache/``."""
+
+    def __init__(self, path: Path, chroma_url: str | None = None) -> None:
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "cache").mkdir(exist_ok=True)
+        self.catalog = Catalog(self.path / "catalog.db")
+        self.blobs = BlobStore(self.path / "blobs")
+        self.blobs.remove_stale_temp_files()
+        namespace = self.catalog.meta("workspace_id")
+        if namespace is None:
+            namespace = new_id()[:12]
+            self.catalog.set_meta("workspace_id", namespace)
+        self.id = namespace
+        self.index = VectorIndex(self.path / "chroma", chroma_url, namespace)
+        self._matrices: dict[str, exact.VectorMatrix] = {}
+        self._matrix_lock = threading.Lock()
+        self.datasets = DatasetsRepo(self)
+        self.feature_sets = FeatureSetsRepo(self)
+        self.sync_index()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, *, chroma_url: str | None = None) -> "Workspace":
+        """Open (or create) a workspace. ``path`` defaults to ``$FEATURELAB_HOME`` or
+        ``./workspace``; ``chroma_url`` to ``$FEATURELAB_CHROMA_URL`` (embedded when unset)."""
+        return cls(Path(path) if path else default_home(), chroma_url or chroma_url_from_env())
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def import_dataset(self, path: str | os.PathLike, *, name: str | None = None, progress: ProgressFn | None = None) -> Dataset:
+        """Import an export folder or zip as a new dataset (see ``store.transfer``)."""
+        from .transfer import import_dataset
+
+        return import_dataset(self, path, name=name, progress=progress)
+
+    # ---- summary -------------------------------------------------------------------
+    def info(self) -> dict:
+        c = self.catalog
+        return {
+            "path": str(self.path.resolve()),
+            "chroma": self.index.location,
+            "datasets": c.scalar("SELECT COUNT(*) FROM datasets"),
+            "items": c.scalar("SELECT COUNT(*) FROM items"),
+            "annotations": c.scalar("SELECT COUNT(*) FROM annotations"),
+            "feature_sets": [
+                {**fs.to_json(), "vectors": fs.count()} for fs in self.feature_sets.list()
+            ],
+        }
+
+    # ---- items ---------------------------------------------------------------------
+    def _item(self, row) -> Item:
+        return Item(
+            id=row["id"], dataset_id=row["dataset_id"], name=row["name"], dir=row["dir"], kind=row["kind"],
+            mimetype=row["mimetype"], size=row["size"], sha256=row["sha256"], width=row["width"],
+            height=row["height"], hidden=bool(row["hidden"]), metadata=json.loads(row["metadata"]),
+            created_at=row["created_at"], _ws=self,
+        )
+
+    def get_item(self, item_id: str) -> Item:
+        row = self.catalog.one("SELECT * FROM items WHERE id=?", (item_id,))
+        if row is None:
+            raise NotFound(f"no item with id {item_id!r}; list items with `python -m store items --dataset NAME`")
+        return self._item(row)
+
+    def items_by_ids(self, ids: Sequence[str]) -> dict[str, Item]:
+        found: dict[str, Item] = {}
+        for start in range(0, len(ids), 900):
+            chunk = list(ids[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            for row in self.catalog.all(f"SELECT * FROM items WHERE id IN ({marks})", chunk):
+                found[row["id"]] = self._item(row)
+        return found
+
+    def update_item(self, item_id: str, *, hidden: bool | None = None, metadata: dict | None = None) -> Item:
+        self.get_item(item_id)
+        with self.catalog.transaction() as c:
+            if hidden is not None:
+                if not isinstance(hidden, bool):
+                    raise InvalidInput(f"hidden must be true or false, got {hidden!r}")
+                c.execute("UPDATE items SET hidden=? WHERE id=?", (int(hidden), item_id))
+            if metadata is not None:
+                if not isinstance(metadata, dict):
+                    raise InvalidInput("metadata must be a JSON object (a dict)")
+                c.execute("UPDATE items SET metadata=? WHERE id=?", (_check_json(metadata, "metadata"), item_id))
+        return self.get_item(item_id)
+
+    def upload_one(
+        self, dataset_id: str, name: str, data: bytes, folder: str = "/", *, copy: bool = False,
+        metadata: dict | None = None,
+    ) -> UploadResult:
+        try:
+            display = safe_name(name)
+            folder = normalize_dir(folder)
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise InvalidInput(
+                    f"{display}: {len(data) / 2**20:.1f} MB is over the {MAX_UPLOAD_BYTES // 2**20} MB limit; "
+                    "split the file or raise FEATURELAB_MAX_UPLOAD_MB"
+                )
+            meta_json = _check_json(metadata or {}, "metadata")
+            facts = inspect(data, display)
+        except InvalidInput as exc:
+            return UploadResult(str(name), "rejected", None, str(exc))
+        sha = self.blobs.put(data)
+        with self.catalog.transaction() as c:
+            if not copy:
+                row = c.execute(
+                    "SELECT * FROM items WHERE dataset_id=? AND sha256=? ORDER BY created_at LIMIT 1",
+                    (dataset_id, sha),
+                ).fetchone()
+                if row is not None:
+                    item = self._item(row)
+                    return UploadResult(display, "duplicate", item, f"same content as {item.filename}; kept that item")
+            final = self._free_name(c, dataset_id, folder, display)
+            item_id = new_id()
+            c.execute(
+                "INSERT INTO items (id, dataset_id, name, dir, kind, mimetype, size, sha256, width, height,"
+                " hidden, metadata, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,0,?,?)",
+                (item_id, dataset_id, final, folder, facts.kind, facts.mimetype, len(data), sha,
+                 facts.width, facts.height, meta_json, time.time()),
+            )
+        message = "" if final == display else f"renamed to {final}: {display} already exists in {folder}"
+        return UploadResult(display, "added", self.get_item(item_id), message)
+
+    @staticmethod
+    def _free_name(c, dataset_id: str, folder: str, name: str) -> str:
+        stem, dot, ext = name.rpartition(".")
+        if not dot:
+            stem, ext = name, ""
+        candidate, n = name, 1
+        while c.execute(
+            "SELECT 1 FROM items WHERE dataset_id=? AND dir=? AND name=?", (dataset_id, folder, candidate)
+        ).fetchone():
+            candidate = f"{stem} ({n}){dot}{ext}"
+            n += 1
+        return candidate
+
+    def delete_items(self, item_ids: Sequence[str]) -> int:
+        """Delete items with their annotations and every feature of both (all sets)."""
+        ids = list(item_ids)
+        if not ids:
+            return 0
+        shas: set[str] = set()
+        touched: set[str] = set()
+        with self.catalog.transaction() as c:
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                shas.update(r[0] for r in c.execute(f"SELECT sha256 FROM items WHERE id IN ({marks})", chunk))
+                ann = [r[0] for r in c.execute(f"SELECT id FROM annotations WHERE item_id IN ({marks})", chunk)]
+                touched |= self._delete_features_of_entities(c, chunk + ann)
+                c.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
+        self._after_feature_write(touched)
+        self._drop_unreferenced_blobs(shas)
+        return len(ids)
+
+    def _drop_unreferenced_blobs(self, shas: Iterable[str]) -> None:
+        for sha in shas:
+            if self.catalog.one("SELECT 1 FROM items WHERE sha256=? LIMIT 1", (sha,)) is None:
+                self.blobs.delete(sha)
+
+    # ---- annotations ---------------------------------------------------------------
+    def _annotation(self, row) -> Annotation:
+        return Annotation(
+            id=row["id"], item_id=row["item_id"], label=row["label"], type=row["type"],
+            coordinates=json.loads(row["coordinates"]), metadata=json.loads(row["metadata"]),
+            created_at=row["created_at"], _ws=self,
+        )
+
+    def add_box(self, item: Item, label: str, box: Sequence[float], metadata: dict | None = None) -> Annotation:
+        """A box ``(left, top, right, bottom)`` in pixels on an image item."""
+        if item.kind != "image":
+            raise InvalidInput(f"{item.filename} is a {item.kind} item; boxes go on images")
+        if not isinstance(label, str) or not label.strip():
+            raise InvalidInput("a box needs a non-empty label")
+        if len(box) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in box):
+            raise InvalidInput(f"a box is four finite numbers (left, top, right, bottom), got {box!r}")
+        left, top, right, bottom = (float(v) for v in box)
+        if not (0 <= left < right <= item.width and 0 <= top < bottom <= item.height):
+            raise InvalidInput(
+                f"box {box!r} is not inside {item.filename} ({item.width}x{item.height}) with left<right, top<bottom"
+            )
+        ann_id = new_id()
+        coords = {"left": left, "top": top, "right": right, "bottom": bottom}
+        with self.catalog.transaction() as c:
+            c.execute(
+                "INSERT INTO annotations (id, item_id, label, type, coordinates, metadata, created_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (ann_id, item.id, label.strip(), "box", json.dumps(coords), _check_json(metadata or {}, "metadata"),
+                 time.time()),
+            )
+        return self.get_annotation(ann_id)
+
+    def get_annotation(self, annotation_id: str) -> Annotation:
+        row = self.catalog.one("SELECT * FROM annotations WHERE id=?", (annotation_id,))
+        if row is None:
+            raise NotFound(f"no annotation with id {annotation_id!r}")
+        return self._annotation(row)
+
+    def delete_annotations(self, annotation_ids: Sequence[str]) -> int:
+        ids = list(annotation_ids)
+        with self.catalog.transaction() as c:
+            touched = self._delete_features_of_entities(c, ids)
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                c.execute(f"DELETE FROM annotations WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        self._after_feature_write(touched)
+        return len(ids)
+
+    # ---- features ------------------------------------------------------------------
+    def _feature(self, row, size: int | None = None) -> Feature:
+        value = np.frombuffer(row["value"], dtype=np.float32).copy()
+        return Feature(
+            id=row["id"], feature_set_id=row["feature_set_id"], entity_id=row["entity_id"],
+            dataset_id=row["dataset_id"], value=value, created_at=row["created_at"], _ws=self,
+        )
+
+    def get_feature(self, feature_id: str) -> Feature:
+        row = self.catalog.one("SELECT * FROM features WHERE id=?", (feature_id,))
+        if row is None:
+            raise NotFound(f"no feature vector with id {feature_id!r}")
+        return self._feature(row)
+
+    def _resolve_entities(self, fs: FeatureSet, entities: Sequence[Any]) -> list[tuple[str, str]]:
+        """(entity id, dataset id) for each entity, checked to exist and match the set's type."""
+        ids = []
+        for e in entities:
+            eid = e.id if isinstance(e, (Item, Annotation)) else e
+            if not isinstance(eid, str):
+                raise InvalidInput(f"entity must be an item, an annotation or an id string, got {type(e).__name__}")
+            if fs.entity_type == "item" and isinstance(e, Annotation) or fs.entity_type == "annotation" and isinstance(e, Item):
+                raise InvalidInput(f"feature set {fs.name!r} holds {fs.entity_type} vectors; got a {type(e).__name__.lower()}")
+            ids.append(eid)
+        if fs.entity_type == "item":
+            sql = "SELECT id, dataset_id FROM items WHERE id IN ({})"
+        else:
+            sql = "SELECT annotations.id, items.dataset_id FROM annotations JOIN items ON items.id = annotations.item_id WHERE annotations.id IN ({})"
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 900):
+            chunk = unique[start : start + 900]
+            found.update((r[0], r[1]) for r in self.catalog.all(sql.format(",".join("?" * len(chunk))), chunk))
+        missing = [i for i in unique if i not in found]
+        if missing:
+            raise NotFound(
+                f"unknown {fs.entity_type} id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} "
+                f"({len(missing)} in all); nothing was written. Upload the items first, or check the ids"
+            )
+        return [(i, found[i]) for i in ids]
+
+    def _check_values(self, fs: FeatureSet, values: Any, count: int | None) -> np.ndarray:
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"vector values must be numbers: {exc}") from exc
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != fs.size:
+            got = arr.shape[-1] if arr.ndim >= 1 else 0
+            raise InvalidInput(
+                f"feature set {fs.name!r} holds vectors of size {fs.size}, got size {got}; nothing was written"
+            )
+        if count is not None and arr.shape[0] != count:
+            raise InvalidInput(f"{arr.shape[0]} vectors for {count} entities; give one vector per entity")
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            raise InvalidInput(
+                f"vector {int(np.flatnonzero(bad)[0])} holds NaN or infinity; nothing was written. Fix the values"
+            )
+        too_big = np.abs(arr) > np.finfo(np.float32).max
+        if too_big.any():
+            raise InvalidInput("a value is too large for float32; nothing was written")
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    def create_features(self, fs: FeatureSet, values: Any, entities: Sequence[Any]) -> list[Feature]:
+        """Create one feature per entity, replacing any the set already has for it.
+        All are checked first: on any error nothing is written."""
+        entities = list(entities)
+        if not entities:
+            return []
+        arr = values if isinstance(values, np.ndarray) and values.dtype == np.float32 and values.ndim == 2 else None
+        arr = self._check_values(fs, values, len(entities)) if arr is None or not np.isfinite(arr).all() or arr.shape != (len(entities), fs.size) else np.ascontiguousarray(arr)
+        resolved = self._resolve_entities(fs, entities)
+        if len({e for e, _ in resolved}) != len(resolved):
+            raise InvalidInput("an entity appears twice in one bulk create; give each entity one vector")
+        now = time.time()
+        ids = [new_id() for _ in resolved]
+        rows = [(fid, fs.id, eid, did, arr[i].tobytes(), now) for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))]
+        with self.catalog.transaction() as c:
+            if c.execute("SELECT 1 FROM feature_sets WHERE id=?", (fs.id,)).fetchone() is None:
+                raise NotFound(f"feature set {fs.name!r} was deleted")
+            eids = [(fs.id, eid) for eid, _ in resolved]
+            c.executemany("DELETE FROM features WHERE feature_set_id=? AND entity_id=?", eids)
+            c.executemany(
+                "INSERT INTO features (id, feature_set_id, entity_id, dataset_id, value, created_at)"
+                " VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+            c.execute("UPDATE feature_sets SET version = version + 1 WHERE id=?", (fs.id,))
+        self._after_feature_write({fs.id})
+        return [
+            Feature(fid, fs.id, eid, did, arr[i].copy(), now, self)
+            for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))
+        ]
+
+    def _delete_features_of_entities(self, c, entity_ids: Sequence[str]) -> set[str]:
+        """Inside a transaction: delete features, leave tombstones for the index; return touched sets."""
+        touched: set[str] = set()
+        for start in range(0, len(entity_ids), 900):
+            chunk = list(entity_ids[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            rows = c.execute(f"SELECT feature_set_id, entity_id FROM features WHERE entity_id IN ({marks})", chunk).fetchall()
+            if rows:
+                c.executemany("INSERT INTO index_tombstones (feature_set_id, entity_id) VALUES (?,?)", [tuple(r) for r in rows])
+                c.execute(f"DELETE FROM features WHERE entity_id IN ({marks})", chunk)
+                touched.update(r[0] for r in rows)
+        for set_id in touched:
+            c.execute("UPDATE feature_sets SET version = version + 1 WHERE id=?", (set_id,))
+        return touched
+
+    def delete_features(self, feature_ids: Sequence[str]) -> int:
+        ids = list(feature_ids)
+        touched: set[str] = set()
+        with self.catalog.transaction() as c:
+            for fid in ids:
+                row = c.execute("SELECT feature_set_id, entity_id FROM features WHERE id=?", (fid,)).fetchone()
+                if row is None:
+                    raise NotFound(f"no feature vector with id {fid!r}; nothing was deleted")
+                c.execute("INSERT INTO index_tombstones (feature_set_id, entity_id) VALUES (?,?)", tuple(row))
+                c.execute("DELETE FROM features WHERE id=?", (fid,))
+                touched.add(row[0])
+            for set_id in touched:
+                c.execute("UPDATE feature_sets SET version = version + 1 WHERE id=?", (set_id,))
+        self._after_feature_write(touched)
+        return len(ids)
+
+    def _after_feature_write(self, set_ids: Iterable[str]) -> None:
+        for set_id in set_ids:
+            self.sync_index(set_id)
+
+    # ---- the vector index ------------------------------------------------------------
+    def sync_index(self, set_id: str | None = None, batch: int = 20_000) -> None:
+        """Bring Chroma up to date with the catalog: tombstones first, then every feature
+        written after the set's high-water mark. Idempotent, so safe to rerun after a crash."""
+        set_ids = [set_id] if set_id else [r[0] for r in self.catalog.all("SELECT id FROM feature_sets")]
+        with self.catalog.lock:
+            for sid in set_ids:
+                tomb = self.catalog.all(
+                    "SELECT rowid, entity_id FROM index_tombstones WHERE feature_set_id=? ORDER BY rowid", (sid,)
+                )
+                if tomb:
+                    self.index.delete(sid, [r[1] for r in tomb])
+                    with self.catalog.transaction() as c:
+                        c.execute(
+                            "DELETE FROM index_tombstones WHERE feature_set_id=? AND rowid<=?", (sid, tomb[-1][0])
+                        )
+                mark = self.catalog.scalar("SELECT indexed_rid FROM feature_sets WHERE id=?", (sid,))
+                if mark is None:
+                    continue
+                while True:
+                    rows = self.catalog.all(
+                        "SELECT rid, entity_id, value FROM features WHERE feature_set_id=? AND rid>? ORDER BY rid LIMIT ?",
+                        (sid, mark, batch),
+                    )
+                    if not rows:
+                        break
+                    values = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+                    self.index.upsert(sid, [r[1] for r in rows], values)
+                    mark = rows[-1][0]
+                    with self.catalog.transaction() as c:
+                        c.execute("UPDATE feature_sets SET indexed_rid=? WHERE id=?", (mark, sid))
+
+    def check_index(self, set_id: str) -> dict:
+        """Compare the index with the catalog for one set."""
+        in_catalog = self.catalog.scalar("SELECT COUNT(*) FROM features WHERE feature_set_id=?", (set_id,))
+        try:
+            in_index = self.index.count(set_id)
+        except Exception as exc:
+            return {"ok": False, "catalog": in_catalog, "index": None, "error": str(exc)}
+        return {"ok": in_catalog == in_index, "catalog": in_catalog, "index": in_index}
+
+    def repair_index(self, set_id: str | None = None) -> list[str]:
+        """Rebuild Chroma collections from the vectors in the catalog; return the set ids rebuilt."""
+        set_ids = [set_id] if set_id else [r[0] for r in self.catalog.all("SELECT id FROM feature_sets")]
+        with self.catalog.lock:
+            for sid in set_ids:
+                self.index.drop(sid)
+                with self.catalog.transaction() as c:
+                    c.execute("UPDATE feature_sets SET indexed_rid=0 WHERE id=?", (sid,))
+                    c.execute("DELETE FROM index_tombstones WHERE feature_set_id=?", (sid,))
+                self.sync_index(sid)
+        return set_ids
+
+    def matrix(self, fs: FeatureSet) -> exact.VectorMatrix:
+        """All vectors of a set in memory, cached until the set's version changes."""
+        version = self.catalog.scalar("SELECT version FROM feature_sets WHERE id=?", (fs.id,))
+        if version is None:
+            raise NotFound(f"feature set {fs.name!r} no longer exists")
+        with self._matrix_lock:
+            cached = self._matrices.get(fs.id)
+            if cached is not None and cached.version == version:
+                return cached
+            with self.catalog.lock:
+                rows = self.catalog.conn.execute(
+                    "SELECT entity_id, id, value FROM features WHERE feature_set_id=? ORDER BY rid", (fs.id,)
+                ).fetchall()
+                version = self.catalog.scalar("SELECT version FROM feature_sets WHERE id=?", (fs.id,))
+            values = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), fs.size)
+            m = exact.VectorMatrix(
+                entity_ids=np.array([r[0] for r in rows], dtype=str) if rows else np.zeros(0, dtype="<U24"),
+                feature_ids=np.array([r[1] for r in rows], dtype=str) if rows else np.zeros(0, dtype="<U24"),
+                values=np.ascontiguousarray(values),
+                version=version,
+            )
+            self._matrices[fs.id] = m
+            return m
+
+    # ---- search ----------------------------------------------------------------------
+    def search(self, filters: Any, *, dataset_id: str | None = None) -> Pages:
+        """Run a filter (the seed's custom_filter JSON, a ``Filters``, or a ``Query``)."""
+        from .filters import Filters
+
+        if isinstance(filters, Filters):
+            query = q.parse(filters.prepare())
+        elif isinstance(filters, q.Query):
+            query = filters
+        else:
+            query = q.parse(filters)
+        return self._run(query, dataset_id)
+
+    def _run(self, query: q.Query, dataset_id: str | None) -> Pages:
+        def fetch(page: int) -> Pages:
+            nxt = q.Query(query.resource, query.filter, query.vector, page, query.page_size)
+            return self._run(nxt, dataset_id)
+
+        if query.vector is None:
+            records, total = self._list(query, dataset_id)
+        else:
+            records, total = self._vector_search(query, dataset_id)
+        return Pages(records, total, query.page, query.page_size, fetch)
+
+    def _where(self, query: q.Query, dataset_id: str | None) -> tuple[str, list]:
+        where, params = q.compile_where(query.filter, query.resource) if query.filter else ("1", [])
+        if dataset_id is not None:
+            column = {"items": "items.dataset_id", "annotations": "items.dataset_id", "feature_vectors": "features.dataset_id"}[query.resource]
+            where, params = f"({where}) AND {column} = ?", [*params, dataset_id]
+        return where, params
+
+    _FROM = {
+        "items": "items",
+        "annotations": "annotations JOIN items ON items.id = annotations.item_id",
+        "feature_vectors": "features",
+    }
+
+    def _list(self, query: q.Query, dataset_id: str | None) -> tuple[list, int]:
+        where, params = self._where(query, dataset_id)
+        table = self._FROM[query.resource]
+        order = {"items": "items.dir, items.name, items.id", "annotations": "annotations.created_at, annotations.id",
+                 "feature_vectors": "features.rid"}[query.resource]
+        select = {"items": "items.*", "annotations": "annotations.*", "feature_vectors": "features.*"}[query.resource]
+        total = self.catalog.scalar(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)
+        rows = self.catalog.all(
+            f"SELECT {select} FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, query.page_size, query.offset],
+        )
+        make = {"items": self._item, "annotations": self._annotation, "feature_vectors": self._feature}[query.resource]
+        return [make(r) for r in rows], total
+
+    def query_vector(self, fs: FeatureSet, value: list[float] | str | np.ndarray) -> np.ndarray:
+        if isinstance(value, str):
+            feature = self.get_feature(value)
+            vec = feature.value
+        else:
+            n = np.shape(value)[-1] if np.ndim(value) >= 1 else 0
+            if np.ndim(value) != 1 or n != fs.size:
+                raise InvalidInput(f"the query vector has size {n} but feature set {fs.name!r} holds size {fs.size}")
+            vec = self._check_values(fs, value, 1)[0]
+        if vec.shape != (fs.size,):
+            raise InvalidInput(f"the query has size {vec.shape[0]} but feature set {fs.name!r} holds size {fs.size}")
+        return vec
+
+    def _vector_search(self, query: q.Query, dataset_id: str | None) -> tuple[list, int]:
+        clause = query.vector
+        fs = self.feature_sets.get(feature_set_id=clause.feature_set_id)
+        wanted = {"items": "item", "annotations": "annotation"}.get(query.resource)
+        if wanted and fs.entity_type != wanted:
+            raise InvalidInput(
+                f"feature set {fs.name!r} holds {fs.entity_type} vectors; search it with resource "
+                f"'{'items' if fs.entity_type == 'item' else 'annotations'}' or 'feature_vectors'"
+            )
+        vec = self.query_vector(fs, clause.input)
+        allowed: list[str] | None = None
+        if query.filter or dataset_id is not None:
+            where, params = self._where(query, dataset_id)
+            id_col = {"items": "items.id", "annotations": "annotations.id", "feature_vectors": "features.entity_id"}[query.resource]
+            allowed = [r[0] for r in self.catalog.all(f"SELECT {id_col} FROM {self._FROM[query.resource]} WHERE {where}", params)]
+        limit = query.offset + query.page_size
+        if clause.approximate and not clause.descending:
+            entity_ids, dists = self.index.query(fs.id, vec, min(limit, fs.count()), allowed)
+            if clause.distance_ops:
+                keep = exact._passes(dists, clause.distance_ops)
+                entity_ids, dists = [e for e, k in zip(entity_ids, keep) if k], dists[keep]
+            total = len(entity_ids)
+            page_ids, page_d = entity_ids[query.offset :], dists[query.offset :]
+            feature_ids = None
+        else:
+            m = self.matrix(fs)
+            rows = None if allowed is None else m.rows_for(allowed)
+            hits = exact.search(m, vec, rows, clause.distance_ops, clause.descending, limit)
+            total = hits.total
+            page_rows = hits.rows[query.offset :]
+            page_ids, page_d = m.entity_ids[page_rows].tolist(), hits.distances[query.offset :]
+            feature_ids = m.feature_ids[page_rows].tolist()
+        return self._records_with_distance(query.resource, fs, page_ids, page_d, feature_ids), total
+
+    def _records_with_distance(self, resource, fs, entity_ids, distances, feature_ids) -> list:
+        if resource == "items":
+            found = self.items_by_ids(entity_ids)
+        elif resource == "annotations":
+            found = {a: self.get_annotation(a) for a in entity_ids}
+        else:
+            found = {}
+            for eid in entity_ids:
+                row = self.catalog.one("SELECT * FROM features WHERE feature_set_id=? AND entity_id=?", (fs.id, eid))
+                if row is not None:
+                    found[eid] = self._feature(row)
+        out = []
+        for eid, d in zip(entity_ids, distances):
+            rec = found.get(eid)
+            if rec is not None:  # deleted between ranking and fetching
+                rec.distance = float(d)
+                out.append(rec)
+        return out
+
+
+class DatasetsRepo:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def _make(self, row) -> Dataset:
+        return Dataset(row["id"], row["name"], row["created_at"], self.ws)
+
+    def create(self, name: str) -> Dataset:
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput("a dataset needs a non-empty name")
+        name = name.strip()
+        if self.ws.catalog.one("SELECT 1 FROM datasets WHERE name=?", (name,)):
+            raise InvalidInput(f"a dataset named {name!r} already exists; pick another name or use datasets.get")
+        ds_id = new_id()
+        with self.ws.catalog.transaction() as c:
+            c.execute("INSERT INTO datasets (id, name, created_at) VALUES (?,?,?)", (ds_id, name, time.time()))
+        return self.get(dataset_id=ds_id)
+
+    def get(self, dataset_name: str | None = None, dataset_id: str | None = None) -> Dataset:
+        if dataset_id:
+            row = self.ws.catalog.one("SELECT * FROM datasets WHERE id=?", (dataset_id,))
+        elif dataset_name:
+            row = self.ws.catalog.one("SELECT * FROM datasets WHERE name=?", (dataset_name,))
+        else:
+            raise InvalidInput("give dataset_name or dataset_id")
+        if row is None:
+            raise NotFound(f"no dataset {dataset_id or dataset_name!r}; create it first or list them with `python -m store datasets`")
+        return self._make(row)
+
+    def get_or_create(self, name: str) -> Dataset:
+        try:
+            return self.get(dataset_name=name)
+        except NotFound:
+            return self.create(name)
+
+    def list(self) -> list[Dataset]:
+        return [self._make(r) for r in self.ws.catalog.all("SELECT * FROM datasets ORDER BY created_at, name")]
+
+    def delete(self, dataset_id: str) -> None:
+        ds = self.get(dataset_id=dataset_id)
+        ids = [r[0] for r in self.ws.catalog.all("SELECT id FROM items WHERE dataset_id=?", (ds.id,))]
+        self.ws.delete_items(ids)
+        with self.ws.catalog.transaction() as c:
+            c.execute("DELETE FROM datasets WHERE id=?", (ds.id,))
+
+
+class ItemsRepo:
+    """The items of one dataset."""
+
+    def __init__(self, ws: Workspace, dataset_id: str) -> None:
+        self.ws = ws
+        self.dataset_id = dataset_id
+
+    def upload(
+        self,
+        files: Any,
+        dir: str = "/",
+        *,
+        copy: bool = False,
+        metadata: dict | None = None,
+        progress: ProgressFn | None = None,
+    ) -> list[UploadResult]:
+        """Upload files into ``dir``. ``files``: a path, a folder (walked; sub-folders become
+        dirs), ``(name, bytes)``, or a list of these. The same bytes twice in one dataset give
+        back the existing item (status ``duplicate``) unless ``copy=True``. A bad file is
+        ``rejected`` with the reason; the others go on."""
+        jobs = list(_expand_uploads(files, normalize_dir(dir)))
+        results: list[UploadResult] = []
+        for done, (name, folder, loader) in enumerate(jobs, 1):
+            try:
+                data = loader()
+            except OSError as exc:
+                results.append(UploadResult(name, "rejected", None, f"{name}: cannot read ({exc})"))
+            else:
+                results.append(self.ws.upload_one(self.dataset_id, name, data, folder, copy=copy, metadata=metadata))
+            if progress:
+                progress(done, len(jobs))
+        return results
+
+    def upload_bytes(self, data: bytes, name: str, dir: str = "/", **kwargs) -> UploadResult:
+        return self.upload([(name, data)], dir, **kwargs)[0]
+
+    def get(self, item_id: str | None = None, filepath: str | None = None) -> Item:
+        if filepath:
+            folder, _, name = filepath.rpartition("/")
+            row = self.ws.catalog.one(
+                "SELECT * FROM items WHERE dataset_id=? AND dir=? AND name=?",
+                (self.dataset_id, normalize_dir(folder), name),
+            )
+            if row is None:
+                raise NotFound(f"no item {filepath!r} in this dataset")
+            return self.ws._item(row)
+        item = self.ws.get_item(item_id)
+        if item.dataset_id != self.dataset_id:
+            raise NotFound(f"item {item_id!r} is not in this dataset")
+        return item
+
+    def list(self, filters: Any = None) -> Pages:
+        """Items of this dataset; ``filters`` in the filter language (vector search included)."""
+        return self.ws.search(filters if filters is not None else {}, dataset_id=self.dataset_id)
+
+    def delete(self, item_ids: Sequence[str]) -> int:
+        found = self.ws.items_by_ids(list(item_ids))
+        foreign = [i for i in item_ids if i not in found or found[i].dataset_id != self.dataset_id]
+        if foreign:
+            raise NotFound(f"item(s) {foreign[:5]} are not in this dataset; nothing was deleted")
+        return self.ws.delete_items(item_ids)
+
+    def count(self) -> int:
+        return self.ws.catalog.scalar("SELECT COUNT(*) FROM items WHERE dataset_id=?", (self.dataset_id,))
+
+
+def _expand_uploads(files: Any, base_dir: str):
+    """(name, dir, loader) for each file to upload."""
+    if isinstance(files, (str, os.PathLike, tuple)):
+        files = [files]
+    for entry in files:
+        if isinstance(entry, tuple):
+            name, data = entry
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise InvalidInput(f"upload ({name!r}, ...) needs bytes, got {type(data).__name__}")
+            yield str(name), base_dir, (lambda d=bytes(data): d)
+            continue
+        path = Path(entry)
+        if path.is_dir():
+            for sub in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
+                rel = sub.parent.relative_to(path).as_posix()
+                folder = base_dir if rel == "." else normalize_dir(f"{base_dir}/{rel}")
+                yield sub.name, folder, sub.read_bytes
+        elif path.is_file():
+            yield path.name, base_dir, path.read_bytes
+        else:
+            raise NotFound(f"{path}: no such file or folder")
+
+
+class ItemAnnotations:
+    def __init__(self, ws: Workspace, item: Item) -> None:
+        self.ws = ws
+        self.item = item
+
+    def create(self, label: str, box: Sequence[float], metadata: dict | None = None) -> Annotation:
+        return self.ws.add_box(self.item, label, box, metadata)
+
+    def list(self) -> list[Annotation]:
+        rows = self.ws.catalog.all("SELECT * FROM annotations WHERE item_id=? ORDER BY created_at, id", (self.item.id,))
+        return [self.ws._annotation(r) for r in rows]
+
+    def get(self, annotation_id: str) -> Annotation:
+        ann = self.ws.get_annotation(annotation_id)
+        if ann.item_id != self.item.id:
+            raise NotFound(f"annotation {annotation_id!r} is not on item {self.item.filename}")
+        return ann
+
+    def delete(self, annotation_id: str) -> None:
+        self.get(annotation_id)
+        self.ws.delete_annotations([annotation_id])
+
+
+class DatasetAnnotations:
+    def __init__(self, ws: Workspace, dataset_id: str) -> None:
+        self.ws = ws
+        self.dataset_id = dataset_id
+
+    def list(self, filters: Any = None) -> Pages:
+        f = q.parse(filters or {}, resource="annotations")
+        f.resource = "annotations"
+        return self.ws.search(f, dataset_id=self.dataset_id)
+
+    def import_coco(self, coco: str | os.PathLike | dict) -> dict:
+        """Boxes from a COCO JSON file; see ``store.coco``."""
+        from .coco import import_coco
+
+        return import_coco(self.ws, self.dataset_id, coco)
+
+
+class FeatureSetsRepo:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def _make(self, row) -> FeatureSet:
+        return FeatureSet(
+            id=row["id"], name=row["name"], size=row["size"], set_type=row["set_type"],
+            entity_type=row["entity_type"], model=json.loads(row["model"]) if row["model"] else None,
+            metric=row["metric"], created_at=row["created_at"], version=row["version"], _ws=self.ws,
+        )
+
+    def create(
+        self,
+        name: str,
+        size: int | None = None,
+        set_type: str = "embeddings",
+        entity_type: str = "item",
+        model: str | dict | None = None,
+        metric: str = "euclidean",
+        model_id: str | dict | None = None,
+        feature_set_id: str | None = None,
+    ) -> FeatureSet:
+        """A named container of vectors of one ``size``. ``model`` (or the SDK's ``model_id``)
+        names the model that makes them: a name or a dict with at least ``name``."""
+        model = model if model is not None else model_id
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput("a feature set needs a non-empty name")
+        name = name.strip()
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 65536:
+            raise InvalidInput(f"size must be a whole number from 1 to 65536 (the vector length), got {size!r}")
+        entity_type = getattr(entity_type, "value", entity_type)
+        if entity_type not in ENTITY_TYPES:
+            raise InvalidInput(f"entity_type must be one of {list(ENTITY_TYPES)}, got {entity_type!r}")
+        if metric not in METRICS:
+            raise InvalidInput(f"metric must be one of {list(METRICS)}, got {metric!r}")
+        if not isinstance(set_type, str) or not set_type:
+            raise InvalidInput("set_type must be a non-empty string such as 'embeddings'")
+        if isinstance(model, str):
+            model = {"name": model}
+        if model is not None and (not isinstance(model, dict) or not model.get("name")):
+            raise InvalidInput("model must be a model name or a dict with a 'name'")
+        if self.ws.catalog.one("SELECT 1 FROM feature_sets WHERE name=?", (name,)):
+            raise InvalidInput(f"a feature set named {name!r} already exists; pick another name or get it by name")
+        fs_id = feature_set_id or new_id()
+        with self.ws.catalog.transaction() as c:
+            c.execute(
+                "INSERT INTO feature_sets (id, name, size, set_type, entity_type, model, metric, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (fs_id, name, size, set_type, entity_type, _check_json(model, "model") if model else None, metric,
+                 time.time()),
+            )
+        self.ws.index.collection(fs_id)
+        return self.get(feature_set_id=fs_id)
+
+    def get(self, feature_set_name: str | None = None, feature_set_id: str | None = None) -> FeatureSet:
+        if feature_set_id:
+            row = self.ws.catalog.one("SELECT * FROM feature_sets WHERE id=?", (feature_set_id,))
+        elif feature_set_name:
+            row = self.ws.catalog.one("SELECT * FROM feature_sets WHERE name=?", (feature_set_name,))
+        else:
+            raise InvalidInput("give feature_set_name or feature_set_id")
+        if row is None:
+            raise NotFound(
+                f"no feature set {feature_set_id or feature_set_name!r}; list them with `python -m store sets`"
+            )
+        return self._make(row)
+
+    def resolve(self, name_or_id: str) -> FeatureSet:
+        """By id, else by name (for the command line and the app)."""
+        try:
+            return self.get(feature_set_id=name_or_id)
+        except NotFound:
+            return self.get(feature_set_name=name_or_id)
+
+    def list(self) -> list[FeatureSet]:
+        return [self._make(r) for r in self.ws.catalog.all("SELECT * FROM feature_sets ORDER BY created_at, name")]
+
+    def delete(self, feature_set_id: str) -> None:
+        fs = self.get(feature_set_id=feature_set_id)
+        with self.ws.catalog.transaction() as c:
+            c.execute("DELETE FROM features WHERE feature_set_id=?", (fs.id,))
+            c.execute("DELETE FROM index_tombstones WHERE feature_set_id=?", (fs.id,))
+            c.execute("DELETE FROM feature_sets WHERE id=?", (fs.id,))
+        self.ws.index.drop(fs.id)
+        self.ws._matrices.pop(fs.id, None)
+
+
+class FeaturesRepo:
+    """Features of one set (``feature_set.features``) or of one entity across all sets
+    (``item.features``)."""
+
+    def __init__(self, ws: Workspace, feature_set: FeatureSet | None = None, entity_id: str | None = None) -> None:
+        self.ws = ws
+        self.feature_set = feature_set
+        self.entity_id = entity_id
+
+    def _set(self) -> FeatureSet:
+        if self.feature_set is None:
+            raise InvalidInput("create features through a feature set: feature_set.features.create(...)")
+        return self.feature_set
+
+    def create(self, value: Any, entity: Any) -> Feature | list[Feature]:
+        """One vector for one entity, or (SDK style) a list of vectors for a list of entities.
+        Creating a feature again for the same entity replaces the old one."""
+        fs = self._set()
+        if isinstance(entity, (list, tuple)):
+            return self.ws.create_features(fs, value, entity)
+        return self.ws.create_features(fs, [value] if np.ndim(value) == 1 else value, [entity])[0]
+
+    def create_many(self, values: Any, entities: Sequence[Any]) -> list[Feature]:
+        """Bulk create: ``values`` (n, size), one per entity, in one transaction."""
+        return self.ws.create_features(self._set(), values, entities)
+
+    def list(self, filters: Any = None, entity_id: str | None = None) -> Pages:
+        conditions: list[dict] = []
+        if self.feature_set is not None:
+            conditions.append({"featureSetId": self.feature_set.id})
+        if self.entity_id is not None:
+            conditions.append({"entityId": self.entity_id})
+        if entity_id is not None:
+            conditions.append({"entityId": entity_id})
+        from .filters import Filters
+
+        doc = filters.prepare() if isinstance(filters, Filters) else dict(filters or {})
+        if "filter" not in doc and doc:
+            doc = {"filter": doc}
+        if doc.get("filter"):
+            conditions.append(doc["filter"])
+        doc["filter"] = {"$and": conditions} if conditions else {}
+        doc["resource"] = "feature_vectors"
+        return self.ws.search(doc)
+
+    def get(self, feature_id: str) -> Feature:
+        return self.ws.get_feature(feature_id)
+
+    def delete(self, feature_id: str) -> None:
+        self.ws.delete_features([feature_id])
