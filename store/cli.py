@@ -17,11 +17,21 @@ from .errors import FeaturelabError, InvalidInput
 from .filters import Filters
 
 COMMANDS: dict[str, Callable] = {}
+ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+# Modules that add their own commands with @command(arguments=...); imported by build_parser.
+PLUGIN_MODULES: list[str] = []
 
 
-def command(fn: Callable) -> Callable:
-    COMMANDS[fn.__name__.rstrip("_").replace("_", "-")] = fn
-    return fn
+def command(fn: Callable | None = None, *, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Register ``fn`` as a sub-command named after it; ``arguments`` adds its options."""
+    def register(f: Callable) -> Callable:
+        name = f.__name__.rstrip("_").replace("_", "-")
+        COMMANDS[name] = f
+        if arguments is not None:
+            ARGUMENTS[name] = arguments
+        return f
+
+    return register(fn) if fn is not None else register
 
 
 def _bar(desc: str):
@@ -244,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("repair")
     p.add_argument("--feature-set", "-s")
     p.add_argument("--all", action="store_true", help="rebuild even when the counts agree")
+    import importlib
+
+    for module in PLUGIN_MODULES:
+        importlib.import_module(module)
+    for name, configure in ARGUMENTS.items():
+        configure(add(name))
     return parser
 
 
