@@ -37,7 +37,7 @@ def command(fn: Callable | None = None, *, arguments: Callable[[argparse.Argumen
 def _bar(desc: str):
     from tqdm import tqdm
 
-    bar = tqdm(desc=desc, unit="file", disable=None, file=sys.stderr)
+    bar = tqdm(desc=desc, unit="file", file=sys.stderr, mininterval=0.5)
 
     def update(done: int, total: int) -> None:
         bar.total = total

@@ -109,13 +109,14 @@ def search(
     """
     ops = distance_ops or {}
     q32 = np.ascontiguousarray(query, dtype=np.float32)
-    if rows is None:
+    all_rows = rows is None
+    if all_rows:
         rows = np.arange(len(matrix), dtype=np.int64)
     if len(rows) == 0:
         return Hits(rows, np.zeros(0), 0)
     q_norm = float(np.linalg.norm(q32.astype(np.float64)))
     approx = matrix.sq_norms - 2.0 * (matrix.values @ q32) + np.float32(q_norm * q_norm)
-    if len(rows) != len(matrix):
+    if not all_rows:
         approx = approx[rows]
     approx = approx.astype(np.float64)
     err = _error_bound(matrix, rows, q_norm)

@@ -194,10 +194,15 @@ def _checked_record(rec: Any, where: str) -> dict:
     name, folder = rec.get("name"), rec.get("dir", "/")
     if not isinstance(name, str) or not isinstance(folder, str):
         raise InvalidInput(f"{where}: item record needs string 'name' and 'dir'")
-    if safe_name(name) != name:
-        raise InvalidInput(f"{where}: item name {name!r} is not a plain file name; refusing to import")
-    if normalize_dir(folder) != folder:
-        raise InvalidInput(f"{where}: folder {folder!r} is not a normal folder path; refusing to import")
+    try:
+        plain = safe_name(name) == name and normalize_dir(folder) == folder
+    except InvalidInput:
+        plain = False
+    if not plain:
+        raise InvalidInput(
+            f"{where}: the path {folder!r} + {name!r} would escape the dataset's folders or is not a plain "
+            "file name; refusing to import. Fix the record or re-export"
+        )
     return rec
 
 

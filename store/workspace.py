@@ -538,7 +538,7 @@ class Workspace:
 
     def _vector_search(self, query: q.Query, dataset_id: str | None) -> tuple[list, int]:
         clause = query.vector
-        fs = self.feature_sets.get(feature_set_id=clause.feature_set_id)
+        fs = self.feature_sets.resolve(clause.feature_set_id)  # an id, or (for hand-written files) a name
         wanted = {"items": "item", "annotations": "annotation"}.get(query.resource)
         if wanted and fs.entity_type != wanted:
             raise InvalidInput(
