@@ -56,10 +56,10 @@ def exact_distances(values: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.sqrt((diff * diff).sum(axis=1))
 
 
-def _error_bound(matrix: VectorMatrix, rows: np.ndarray, q_norm: float) -> float:
+def _error_bound(matrix: VectorMatrix, q_norm: float) -> float:
     """Worst-case absolute error of the float32 squared distance ||x||^2 - 2x.q + ||q||^2."""
     eps32 = np.float64(2.0**-24)
-    x_max = float(matrix.norms[rows].max()) if len(rows) else 0.0
+    x_max = float(matrix.norms.max()) if len(matrix) else 0.0
     return float((matrix.dim + 8) * 2 * eps32 * (x_max + q_norm) ** 2) + 1e-30
 
 
@@ -119,7 +119,7 @@ def search(
     if not all_rows:
         approx = approx[rows]
     approx = approx.astype(np.float64)
-    err = _error_bound(matrix, rows, q_norm)
+    err = _error_bound(matrix, q_norm)
 
     if ops:
         # Rows clearly inside every bound pass as they are; only the border is re-measured.
@@ -137,7 +137,8 @@ def search(
     if limit is not None and limit < len(cand_idx):
         if limit <= 0:
             return Hits(np.zeros(0, dtype=np.int64), np.zeros(0), total)
-        keyed = -approx[cand_idx] if descending else approx[cand_idx]
+        keyed = approx if len(cand_idx) == len(approx) else approx[cand_idx]
+        keyed = -keyed if descending else keyed
         kth = np.partition(keyed, limit - 1)[limit - 1]
         cand_idx = cand_idx[keyed <= kth + 2 * err]
 

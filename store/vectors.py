@@ -91,6 +91,15 @@ class VectorIndex:
         except Exception as exc:  # already gone is fine
             log.debug("drop %s: %s", set_id, exc)
 
+    def drop_others(self, keep_set_ids: set[str]) -> None:
+        """Drop this workspace's collections whose feature set is gone (deleted by a process
+        that did not own the index)."""
+        prefix = f"fl-{self.namespace}-"
+        for col in self.client.list_collections():
+            name = getattr(col, "name", col)
+            if name.startswith(prefix) and name[len(prefix):] not in keep_set_ids:
+                self.drop(name[len(prefix):])
+
     def count(self, set_id: str) -> int:
         return int(self.collection(set_id).count())
 

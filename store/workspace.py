@@ -22,7 +22,8 @@ import numpy as np
 from . import exact, query as q
 from .blobs import BlobStore
 from .catalog import Catalog
-from .errors import FeaturelabError, InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, WorkspaceBusy
+from .locks import OwnerLock, exclusive
 from .files import inspect, normalize_dir, safe_name
 from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
 from .vectors import VectorIndex, chroma_url_from_env
@@ -63,7 +64,14 @@ class Workspace:
             namespace = new_id()[:12]
             self.catalog.set_meta("workspace_id", namespace)
         self.id = namespace
-        self.index = VectorIndex(self.path / "chroma", chroma_url, namespace)
+        self._owner_lock: OwnerLock | None = None
+        self.index: VectorIndex | None = None
+        if chroma_url:  # a server serialises writers itself
+            self.index = VectorIndex(self.path / "chroma", chroma_url, namespace)
+        else:
+            self._owner_lock = OwnerLock(self.path / "chroma.lock")
+            if self._owner_lock.try_acquire():
+                self.index = VectorIndex(self.path / "chroma", None, namespace)
         self._matrices: dict[str, exact.VectorMatrix] = {}
         self._matrix_lock = threading.Lock()
         self.datasets = DatasetsRepo(self)
@@ -78,6 +86,23 @@ class Workspace:
 
     def close(self) -> None:
         self.catalog.close()
+        if self._owner_lock is not None:
+            self._owner_lock.release()
+
+    @property
+    def index_location(self) -> str:
+        if self.index is not None:
+            return self.index.location
+        return f"embedded, owned by {self._owner_lock.holder()}"
+
+    def require_index(self) -> VectorIndex:
+        """The Chroma index, or a clear refusal when another process owns it."""
+        if self.index is None:
+            raise WorkspaceBusy(
+                f"the Chroma index of {self.path} is held by {self._owner_lock.holder()}. Stop that process "
+                "(e.g. the app) and run this again, or use a Chroma server (FEATURELAB_CHROMA_URL) to share it"
+            )
+        return self.index
 
     def __enter__(self) -> "Workspace":
         return self
@@ -96,7 +121,7 @@ class Workspace:
         c = self.catalog
         return {
             "path": str(self.path.resolve()),
-            "chroma": self.index.location,
+            "chroma": self.index_location,
             "datasets": c.scalar("SELECT COUNT(*) FROM datasets"),
             "items": c.scalar("SELECT COUNT(*) FROM items"),
             "annotations": c.scalar("SELECT COUNT(*) FROM annotations"),
@@ -399,8 +424,12 @@ class Workspace:
     def sync_index(self, set_id: str | None = None, batch: int = 20_000) -> None:
         """Bring Chroma up to date with the catalog: tombstones first, then every feature
         written after the set's high-water mark. Idempotent, so safe to rerun after a crash."""
+        if self.index is None:  # another process owns the index and catches up from the catalog
+            return
         set_ids = [set_id] if set_id else [r[0] for r in self.catalog.all("SELECT id FROM feature_sets")]
-        with self.catalog.lock:
+        with self.catalog.lock, exclusive(self.path / "index-sync.lock"):
+            if set_id is None:
+                self.index.drop_others(set(set_ids))
             for sid in set_ids:
                 tomb = self.catalog.all(
                     "SELECT rowid, entity_id FROM index_tombstones WHERE feature_set_id=? ORDER BY rowid", (sid,)
@@ -429,19 +458,22 @@ class Workspace:
 
     def check_index(self, set_id: str) -> dict:
         """Compare the index with the catalog for one set."""
+        index = self.require_index()
+        self.sync_index(set_id)
         in_catalog = self.catalog.scalar("SELECT COUNT(*) FROM features WHERE feature_set_id=?", (set_id,))
         try:
-            in_index = self.index.count(set_id)
+            in_index = index.count(set_id)
         except Exception as exc:
             return {"ok": False, "catalog": in_catalog, "index": None, "error": str(exc)}
         return {"ok": in_catalog == in_index, "catalog": in_catalog, "index": in_index}
 
     def repair_index(self, set_id: str | None = None) -> list[str]:
         """Rebuild Chroma collections from the vectors in the catalog; return the set ids rebuilt."""
+        index = self.require_index()
         set_ids = [set_id] if set_id else [r[0] for r in self.catalog.all("SELECT id FROM feature_sets")]
         with self.catalog.lock:
             for sid in set_ids:
-                self.index.drop(sid)
+                index.drop(sid)
                 with self.catalog.transaction() as c:
                     c.execute("UPDATE feature_sets SET indexed_rid=0 WHERE id=?", (sid,))
                     c.execute("DELETE FROM index_tombstones WHERE feature_set_id=?", (sid,))
@@ -552,7 +584,9 @@ class Workspace:
             id_col = {"items": "items.id", "annotations": "annotations.id", "feature_vectors": "features.entity_id"}[query.resource]
             allowed = [r[0] for r in self.catalog.all(f"SELECT {id_col} FROM {self._FROM[query.resource]} WHERE {where}", params)]
         limit = query.offset + query.page_size
-        if clause.approximate and not clause.descending:
+        # HNSW cannot rank farthest-first, and a process that does not own the index uses exact search.
+        if clause.approximate and not clause.descending and self.index is not None:
+            self.sync_index(fs.id)  # catch up with writes from other processes
             entity_ids, dists = self.index.query(fs.id, vec, min(limit, fs.count()), allowed)
             if clause.distance_ops:
                 keep = exact._passes(dists, clause.distance_ops)
@@ -816,7 +850,8 @@ class FeatureSetsRepo:
                 (fs_id, name, size, set_type, entity_type, _check_json(model, "model") if model else None, metric,
                  time.time()),
             )
-        self.ws.index.collection(fs_id)
+        if self.ws.index is not None:
+            self.ws.index.collection(fs_id)
         return self.get(feature_set_id=fs_id)
 
     def get(self, feature_set_name: str | None = None, feature_set_id: str | None = None) -> FeatureSet:
@@ -848,7 +883,8 @@ class FeatureSetsRepo:
             c.execute("DELETE FROM features WHERE feature_set_id=?", (fs.id,))
             c.execute("DELETE FROM index_tombstones WHERE feature_set_id=?", (fs.id,))
             c.execute("DELETE FROM feature_sets WHERE id=?", (fs.id,))
-        self.ws.index.drop(fs.id)
+        if self.ws.index is not None:  # else the owner drops it at its next full sync
+            self.ws.index.drop(fs.id)
         self.ws._matrices.pop(fs.id, None)
 
 
