@@ -19,6 +19,7 @@ COMPARE_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$
 DISTANCE_OPS = ("$eq", "$lt", "$lte", "$gt", "$gte")
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 100_000
+MAX_DEPTH = 32  # nesting of $and / $or
 
 _FILENAME_SQL = "(CASE WHEN {t}.dir = '/' THEN '/' || {t}.name ELSE {t}.dir || '/' || {t}.name END)"
 ITEM_FIELDS = {
@@ -100,6 +101,8 @@ def parse(custom_filter: dict | str, resource: str | None = None) -> Query:
             custom_filter = json.loads(custom_filter)
         except json.JSONDecodeError as exc:
             raise FilterError(f"filter is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise FilterError(f"filter is nested too deeply (at most {MAX_DEPTH} levels)") from exc
     if not isinstance(custom_filter, dict):
         raise _fail("", f"expected a JSON object, got {type(custom_filter).__name__}")
     doc = dict(custom_filter)
@@ -269,8 +272,10 @@ def _condition(column: str, col_params: list, op: str, value: Any, path: str) ->
     raise _fail(path, f"unknown operator {op!r}; use one of {sorted([*COMPARE_OPS, '$in', '$nin', '$exists'])}")
 
 
-def compile_where(node: Any, resource: str = "items", path: str = "filter") -> tuple[str, list]:
+def compile_where(node: Any, resource: str = "items", path: str = "filter", depth: int = 0) -> tuple[str, list]:
     """SQL boolean expression and its parameters for a filter object."""
+    if depth > MAX_DEPTH:
+        raise _fail(path, f"nested more than {MAX_DEPTH} levels deep; flatten the $and / $or")
     if not isinstance(node, dict):
         raise _fail(path, f"expected an object, got {type(node).__name__}")
     parts: list[str] = []
@@ -280,7 +285,7 @@ def compile_where(node: Any, resource: str = "items", path: str = "filter") -> t
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise _fail(sub, f"{key} needs a non-empty list of conditions")
-            compiled = [compile_where(v, resource, f"{sub}[{i}]") for i, v in enumerate(value)]
+            compiled = [compile_where(v, resource, f"{sub}[{i}]", depth + 1) for i, v in enumerate(value)]
             joiner = " AND " if key == "$and" else " OR "
             parts.append("(" + joiner.join(f"({s})" for s, _ in compiled) + ")")
             for _, p in compiled:

@@ -697,6 +697,8 @@ class ItemsRepo:
                 data = loader()
             except OSError as exc:
                 results.append(UploadResult(name, "rejected", None, f"{name}: cannot read ({exc})"))
+            except InvalidInput as exc:
+                results.append(UploadResult(name, "rejected", None, str(exc)))
             else:
                 results.append(self.ws.upload_one(self.dataset_id, name, data, folder, copy=copy, metadata=metadata))
             if progress:
@@ -736,6 +738,17 @@ class ItemsRepo:
         return self.ws.catalog.scalar("SELECT COUNT(*) FROM items WHERE dataset_id=?", (self.dataset_id,))
 
 
+def _read_limited(path: Path) -> bytes:
+    """A file's bytes, refusing one over the upload limit before reading it."""
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise InvalidInput(
+            f"{path.name}: {size / 2**20:.1f} MB is over the {MAX_UPLOAD_BYTES // 2**20} MB limit; "
+            "split the file or raise FEATURELAB_MAX_UPLOAD_MB"
+        )
+    return path.read_bytes()
+
+
 def _expand_uploads(files: Any, base_dir: str):
     """(name, dir, loader) for each file to upload."""
     if isinstance(files, (str, os.PathLike, tuple)):
@@ -752,9 +765,9 @@ def _expand_uploads(files: Any, base_dir: str):
             for sub in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
                 rel = sub.parent.relative_to(path).as_posix()
                 folder = base_dir if rel == "." else normalize_dir(f"{base_dir}/{rel}")
-                yield sub.name, folder, sub.read_bytes
+                yield sub.name, folder, (lambda p=sub: _read_limited(p))
         elif path.is_file():
-            yield path.name, base_dir, path.read_bytes
+            yield path.name, base_dir, (lambda p=path: _read_limited(p))
         else:
             raise NotFound(f"{path}: no such file or folder")
 

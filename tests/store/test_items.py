@@ -155,3 +155,28 @@ def test_delete_items_removes_files_annotations_and_features(ws):
     with pytest.raises(NotFound):
         ws.get_annotation(ann.id)
     assert ds.items.get(keep.id).download() == b"keep"
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [("../../x", "x"), ("a/b.txt", "b.txt"), ("C:\\x", "x"), ("/etc/passwd", "passwd"), ("nul\x00byte.txt", "nulbyte.txt"),
+     ("снимок 写真.txt", "снимок 写真.txt")],
+)
+def test_hostile_names_become_plain_names(ws_embedded, name, expected):
+    ds = ws_embedded.datasets.create("d")
+    r = ds.items.upload_bytes(b"content", name)
+    assert r.status == "added" and r.item.name == expected and r.item.dir == "/"
+
+
+def test_overlong_name_and_oversized_file_rejected(ws_embedded, tmp_path, monkeypatch):
+    import store.workspace as workspace_module
+
+    ds = ws_embedded.datasets.create("d")
+    r = ds.items.upload_bytes(b"x", "a" * 300 + ".txt")
+    assert r.status == "rejected" and "longer than 255" in r.message
+    monkeypatch.setattr(workspace_module, "MAX_UPLOAD_BYTES", 1024)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\x01" * 2048)
+    for result in (ds.items.upload(big)[0], ds.items.upload_bytes(b"\x01" * 2048, "big2.bin")):
+        assert result.status == "rejected" and "over the" in result.message and "FEATURELAB_MAX_UPLOAD_MB" in result.message
+    assert ds.items.count() == 0

@@ -260,3 +260,21 @@ def test_query_errors(ws_embedded):
         ws_embedded.search(Filters().add_euclid(fs, "nope"))
     with pytest.raises(Exception, match="no feature set"):
         ws_embedded.search(Filters().add_euclid("missing-set", [1.0] * 8))
+
+
+def test_hostile_filters_refused_cleanly(ws_embedded):
+    ds, fs, items, values = _fill(ws_embedded, n=5)
+    deep = {"hidden": False}
+    for _ in range(40):
+        deep = {"$and": [deep]}
+    with pytest.raises(FilterError, match="nested more than"):
+        ws_embedded.search({"filter": deep})
+    with pytest.raises(FilterError, match="nested too deeply"):
+        ws_embedded.search("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(FilterError, match="pageSize"):
+        ws_embedded.search({"filter": {}, "pageSize": 10**9})
+    with pytest.raises(FilterError, match="page"):
+        ws_embedded.search({"filter": {}, "page": -1})
+    with pytest.raises(FilterError, match="must be a string, number"):
+        ws_embedded.search({"filter": {"name": {"$eq": {"a": 1}}}})
+    assert ds.items.count() == 5
