@@ -87,8 +87,15 @@ class Filters:
                 doc = {"filter": doc}
             doc.setdefault("resource", self.resource)
             return doc
-        doc: dict[str, Any] = {"filter": {"$and": list(self.conditions)} if self.conditions else {},
+        doc: dict[str, Any] = {"filter": {"$and": copy.deepcopy(self.conditions)} if self.conditions else {},
                                "page": self.page, "pageSize": self.page_size, "resource": self.resource}
         if self.join is not None:
-            doc["join"] = copy.deepcopy(self.join)
+            # The query vector can be long: share the list rather than deep-copying it (parsing never mutates it).
+            euclid = self.join["filter"]["value"]["$euclid"]
+            doc["join"] = {
+                "on": dict(self.join["on"]),
+                "filter": {"value": {"$euclid": {"input": euclid["input"],
+                                                 **copy.deepcopy({k: v for k, v in euclid.items() if k != "input"})}},
+                           "featureSetId": self.join["filter"]["featureSetId"]},
+            }
         return doc

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .errors import FilterError
 
 RESOURCES = ("items", "annotations", "feature_vectors")
@@ -187,12 +189,17 @@ def _take_vector_clause(jf: dict, path: str) -> VectorClause | None:
     elif isinstance(vec, (list, tuple)):
         if not vec:
             raise _fail(f"{p}.input", "the vector is empty")
-        for i, x in enumerate(vec):
-            if not _is_number(x):
-                raise _fail(f"{p}.input[{i}]", f"must be a number, got {x!r}")
-            if not math.isfinite(x):
-                raise _fail(f"{p}.input[{i}]", f"must be finite, got {x!r}")
-        vec = [float(x) for x in vec]
+        if not set(map(type, vec)) <= {int, float}:  # fast path for long vectors; bool is not int here
+            i, x = next((i, x) for i, x in enumerate(vec) if not _is_number(x))
+            raise _fail(f"{p}.input[{i}]", f"must be a number, got {x!r}")
+        try:
+            arr = np.asarray(vec, dtype=np.float64)
+        except OverflowError as exc:
+            raise _fail(f"{p}.input", f"a number is too large: {exc}") from exc
+        if not np.isfinite(arr).all():
+            i = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise _fail(f"{p}.input[{i}]", f"must be finite, got {vec[i]!r}")
+        vec = arr.tolist()
     else:
         raise _fail(f"{p}.input", f"must be a list of numbers or a feature id string, got {type(vec).__name__}")
     ops: dict[str, float] = {}

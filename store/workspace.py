@@ -587,7 +587,7 @@ class Workspace:
         # HNSW cannot rank farthest-first, and a process that does not own the index uses exact search.
         if clause.approximate and not clause.descending and self.index is not None:
             self.sync_index(fs.id)  # catch up with writes from other processes
-            entity_ids, dists = self.index.query(fs.id, vec, min(limit, fs.count()), allowed)
+            entity_ids, dists = self.index.query(fs.id, vec, limit, allowed)
             if clause.distance_ops:
                 keep = exact._passes(dists, clause.distance_ops)
                 entity_ids, dists = [e for e, k in zip(entity_ids, keep) if k], dists[keep]
