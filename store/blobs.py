@@ -23,7 +23,7 @@ class BlobStore:
         if target.exists():
             return sha
         target.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{os.getpid()}-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -42,9 +42,23 @@ class BlobStore:
         self.path(sha256).unlink(missing_ok=True)
 
     def remove_stale_temp_files(self) -> int:
-        """Temp files left by a killed writer; safe to drop at open."""
+        """Temp files left by a killed writer. Another live process may be writing one right
+        now, so only those whose writer process is gone are removed."""
         removed = 0
         for tmp in self.root.glob("*/.tmp-*"):
+            pid = tmp.name.split("-")[1]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
             tmp.unlink(missing_ok=True)
             removed += 1
         return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

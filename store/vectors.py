@@ -57,6 +57,13 @@ class VectorIndex:
         self.max_batch = int(self.client.get_max_batch_size())
         self._collections: dict[str, object] = {}
 
+    def close(self) -> None:
+        """Release the client; the last one in a process stops its embedded Chroma."""
+        self._collections.clear()
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
+
     @property
     def location(self) -> str:
         return self.url or "embedded"

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import threading
@@ -28,6 +29,7 @@ from .files import inspect, normalize_dir, safe_name
 from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
 from .vectors import VectorIndex, chroma_url_from_env
 
+log = logging.getLogger(__name__)
 ENTITY_TYPES = ("item", "annotation")
 METRICS = ("euclidean",)
 MAX_UPLOAD_BYTES = int(os.environ.get("FEATURELAB_MAX_UPLOAD_MB", "1024")) * 1024 * 1024
@@ -77,6 +79,21 @@ class Workspace:
         self.datasets = DatasetsRepo(self)
         self.feature_sets = FeatureSetsRepo(self)
         self.sync_index()
+        self.rebuilt_at_open = self._rebuild_damaged_index()
+
+    def _rebuild_damaged_index(self) -> list[str]:
+        """Names of the sets whose index disagreed with the catalog at open (a deleted or
+        replaced Chroma folder, say) and was rebuilt from the catalog's vectors."""
+        if self.index is None:
+            return []
+        rebuilt = []
+        for fs in self.feature_sets.list():
+            state = self.check_index(fs.id)
+            if not state["ok"]:
+                log.warning("index of %s disagrees with the catalog (%s); rebuilding it", fs.name, state)
+                self.repair_index(fs.id)
+                rebuilt.append(fs.name)
+        return rebuilt
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, *, chroma_url: str | None = None) -> "Workspace":
@@ -86,6 +103,8 @@ class Workspace:
 
     def close(self) -> None:
         self.catalog.close()
+        if self.index is not None:
+            self.index.close()
         if self._owner_lock is not None:
             self._owner_lock.release()
 

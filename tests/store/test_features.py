@@ -153,3 +153,24 @@ def test_index_caught_up_after_reopen_and_repaired_when_lost(tmp_path, monkeypat
         assert w.check_index(fs.id)["ok"]
         vecs = w.index.get_vectors(fs.id, [i.id for i in items])
         assert vecs[items[4].id].tolist() == [12, 13, 14]
+
+
+def test_deleted_chroma_folder_is_rebuilt_at_open_and_search_answers_as_before(tmp_path, monkeypatch):
+    import shutil
+
+    from store import Filters
+
+    monkeypatch.delenv("FEATURELAB_CHROMA_URL", raising=False)
+    path = tmp_path / "ws"
+    values = np.random.default_rng(5).standard_normal((30, 6)).astype(np.float32)
+    with Workspace.open(path) as w:
+        ds, items = _items(w, 30)
+        fs = w.feature_sets.create(name="s", size=6)
+        fs.features.create_many(values, items)
+        before = [(i.id, i.distance) for i in w.search(Filters().add_euclid(fs, values[2], k=5, approximate=True)).items]
+    shutil.rmtree(path / "chroma")
+    with Workspace.open(path) as w:
+        assert w.rebuilt_at_open == ["s"]
+        after = [(i.id, i.distance) for i in w.search(Filters().add_euclid(fs, values[2], k=5, approximate=True)).items]
+        assert [i for i, _ in after] == [i for i, _ in before]
+        assert np.allclose([d for _, d in after], [d for _, d in before], atol=1e-5)

@@ -180,3 +180,19 @@ def test_overlong_name_and_oversized_file_rejected(ws_embedded, tmp_path, monkey
     for result in (ds.items.upload(big)[0], ds.items.upload_bytes(b"\x01" * 2048, "big2.bin")):
         assert result.status == "rejected" and "over the" in result.message and "FEATURELAB_MAX_UPLOAD_MB" in result.message
     assert ds.items.count() == 0
+
+
+def test_stale_temp_files_of_dead_writers_are_removed_live_ones_kept(ws_embedded):
+    import os
+    import subprocess
+
+    blobs = ws_embedded.blobs
+    (blobs.root / "ab").mkdir(exist_ok=True)
+    proc = subprocess.Popen(["sleep", "0"])
+    proc.wait()
+    stale = blobs.root / "ab" / f".tmp-{proc.pid}-x"
+    live = blobs.root / "ab" / f".tmp-{os.getpid()}-y"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    assert blobs.remove_stale_temp_files() == 1
+    assert not stale.exists() and live.exists()
