@@ -47,14 +47,14 @@ class BlobStore:
         removed = 0
         for tmp in self.root.glob("*/.tmp-*"):
             pid = tmp.name.split("-")[1]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and process_alive(int(pid)):
                 continue
             tmp.unlink(missing_ok=True)
             removed += 1
         return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -25,13 +25,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import numpy as np
 
 from .errors import InvalidInput, NotFound
-from .files import normalize_dir, safe_name
+from .blobs import process_alive
+from .files import FileFacts, inspect, normalize_dir, safe_name
+from .ids import new_id
 from .records import Dataset, FeatureSet
 
 if TYPE_CHECKING:
     from .workspace import Workspace
 
 FORMAT = "featurelab-export/1"
+STAGING_PREFIX = ".importing-"
 ProgressFn = Callable[[int, int], None]
 
 
@@ -101,7 +104,8 @@ def export_dataset(
         "itemCount": len(items),
     }
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+    _remove_dead_partials(target)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-{os.getpid()}-"))
     try:
         files: list[tuple[str, bytes]] = [("dataset.json", json.dumps(header, indent=1).encode())]
 
@@ -136,6 +140,14 @@ def export_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _remove_dead_partials(target: Path) -> None:
+    """Half-written exports to the same target by processes that were killed."""
+    for partial in target.parent.glob(f".{target.name}.partial-*"):
+        pid = partial.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 # ---- import --------------------------------------------------------------------------
@@ -233,21 +245,51 @@ def import_dataset(
     else:
         raise InvalidInput(f"a dataset named {ds_name!r} already exists; import under another name (--name)")
     payloads = {rec["id"]: src.read(f"items/{_rel(rec['dir'], rec['name'])}") for rec in records}
+    facts = {rid: inspect(data, rec["name"]) for rec in records for rid, data in [(rec["id"], payloads[rec["id"]])]}
     set_map = _import_feature_sets(ws, header.get("featureSets", []))
     vectors = _collect_vectors(records, set_map)
 
-    ds = _create_dataset(ws, ds_name, header["dataset"].get("id"))
-    id_map: dict[str, str] = {}
-    for done, rec in enumerate(records, 1):
-        id_map.update(_insert_item(ws, ds, rec, payloads[rec["id"]]))
-        if progress:
-            progress(done, len(records))
-    for set_id, pairs in vectors.items():
-        fs = ws.feature_sets.get(feature_set_id=set_id)
-        entities = [id_map[e] for e, _ in pairs]
-        values = np.asarray([v for _, v in pairs], dtype=np.float32)
-        ws.create_features(fs, values, entities)
-    return ds
+    # Build under a staging name and rename in one transaction at the end: a killed import
+    # leaves no half dataset behind (the next open removes the staging one; see below).
+    ds = _create_dataset(ws, f"{STAGING_PREFIX}{new_id()}", header["dataset"].get("id"))
+    ws.catalog.set_meta(f"importing:{ds.id}", str(os.getpid()))
+    try:
+        id_map: dict[str, str] = {}
+        for done, rec in enumerate(records, 1):
+            id_map.update(_insert_item(ws, ds, rec, payloads[rec["id"]], facts[rec["id"]]))
+            if progress:
+                progress(done, len(records))
+        for set_id, pairs in vectors.items():
+            fs = ws.feature_sets.get(feature_set_id=set_id)
+            entities = [id_map[e] for e, _ in pairs]
+            values = np.asarray([v for _, v in pairs], dtype=np.float32)
+            ws.create_features(fs, values, entities)
+        with ws.catalog.transaction() as c:
+            c.execute("UPDATE datasets SET name=? WHERE id=?", (ds_name, ds.id))
+            c.execute("DELETE FROM meta WHERE key=?", (f"importing:{ds.id}",))
+    except BaseException:
+        _drop_staging(ws, ds.id)
+        raise
+    return ws.datasets.get(dataset_id=ds.id)
+
+
+def _drop_staging(ws: "Workspace", dataset_id: str) -> None:
+    try:
+        ws.datasets.delete(dataset_id)
+    except NotFound:
+        pass
+    with ws.catalog.transaction() as c:
+        c.execute("DELETE FROM meta WHERE key=?", (f"importing:{dataset_id}",))
+
+
+def remove_abandoned_imports(ws: "Workspace") -> int:
+    """Staging datasets of imports whose process died (killed mid-import)."""
+    removed = 0
+    for row in ws.catalog.all("SELECT key, value FROM meta WHERE key LIKE 'importing:%'"):
+        if not process_alive(int(row["value"])):
+            _drop_staging(ws, row["key"].split(":", 1)[1])
+            removed += 1
+    return removed
 
 
 def _import_feature_sets(ws: "Workspace", records: list[dict]) -> dict[str, str]:
@@ -293,12 +335,8 @@ def _create_dataset(ws: "Workspace", name: str, wanted_id: str | None) -> Datase
     return ds
 
 
-def _insert_item(ws: "Workspace", ds: Dataset, rec: dict, data: bytes) -> dict[str, str]:
+def _insert_item(ws: "Workspace", ds: Dataset, rec: dict, data: bytes, facts: FileFacts) -> dict[str, str]:
     """Insert one item with its annotations; return old id -> new id for it and them."""
-    from .files import inspect
-    from .workspace import new_id
-
-    facts = inspect(data, rec["name"])
     sha = ws.blobs.put(data)
     metadata = {k: v for k, v in (rec.get("metadata") or {}).items() if k != "system"}
     mapping: dict[str, str] = {}

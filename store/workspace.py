@@ -14,7 +14,6 @@ import math
 import os
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -26,6 +25,7 @@ from .catalog import Catalog
 from .errors import InvalidInput, NotFound, WorkspaceBusy
 from .locks import OwnerLock, exclusive
 from .files import inspect, normalize_dir, safe_name
+from .ids import new_id
 from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
 from .vectors import VectorIndex, chroma_url_from_env
 
@@ -34,10 +34,6 @@ ENTITY_TYPES = ("item", "annotation")
 METRICS = ("euclidean",)
 MAX_UPLOAD_BYTES = int(os.environ.get("FEATURELAB_MAX_UPLOAD_MB", "1024")) * 1024 * 1024
 ProgressFn = Callable[[int, int], None]
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex[:24]
 
 
 def default_home() -> Path:
@@ -78,6 +74,9 @@ class Workspace:
         self._matrix_lock = threading.Lock()
         self.datasets = DatasetsRepo(self)
         self.feature_sets = FeatureSetsRepo(self)
+        from .transfer import remove_abandoned_imports
+
+        remove_abandoned_imports(self)
         self.sync_index()
         self.rebuilt_at_open = self._rebuild_damaged_index()
 
@@ -679,7 +678,8 @@ class DatasetsRepo:
             return self.create(name)
 
     def list(self) -> list[Dataset]:
-        return [self._make(r) for r in self.ws.catalog.all("SELECT * FROM datasets ORDER BY created_at, name")]
+        rows = self.ws.catalog.all("SELECT * FROM datasets WHERE name NOT LIKE '.importing-%' ORDER BY created_at, name")
+        return [self._make(r) for r in rows]
 
     def delete(self, dataset_id: str) -> None:
         ds = self.get(dataset_id=dataset_id)

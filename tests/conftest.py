@@ -18,6 +18,11 @@ sys.path.insert(0, str(ROOT))
 from store import Workspace  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", default=False,
+                     help="run the long reliability profiles (20 kills per job kind, many state-machine steps)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,180 @@
+"""Crash safety: SIGKILL at random moments (20 times per job kind with --long) during a folder upload, a
+bulk feature create, an export and an import. After each kill the workspace is consistent
+and holds every call that returned; a rerun reaches exactly the uninterrupted state."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from store import Workspace
+from tests.conftest import png_bytes
+from tests.reliability.crash import (
+    check_consistent, dataset_content, kill_loop, run_child, set_content, snapshot, timed_run,
+)
+
+
+UPLOAD = """
+import sys
+from store import Workspace
+ws = Workspace.open(sys.argv[1])
+ds = ws.datasets.get_or_create(sys.argv[3])
+print("ready", flush=True)
+ds.items.upload(sys.argv[2], dir="/in", progress=lambda done, total: print(done, flush=True))
+"""
+
+BULK = """
+import sys
+import numpy as np
+from store import Workspace
+ws = Workspace.open(sys.argv[1])
+ds = ws.datasets.get_or_create("d")
+if ds.items.count() < 500:
+    ds.items.upload([(f"{i:04d}.txt", f"item {i}".encode()) for i in range(500)])
+name = sys.argv[2]
+fs = ws.feature_sets.get(feature_set_name=name) if any(s.name == name for s in ws.feature_sets.list()) else ws.feature_sets.create(name=name, size=32)
+items = list(ds.items.list().all())
+values = np.random.default_rng(7).standard_normal((500, 32)).astype(np.float32)
+print("ready", flush=True)
+for chunk in range(0, 500, 100):
+    fs.features.create_many(values[chunk:chunk + 100], items[chunk:chunk + 100])
+    print(chunk, flush=True)
+"""
+
+EXPORT = """
+import sys
+from store import Workspace
+ws = Workspace.open(sys.argv[1])
+print("ready", flush=True)
+ws.datasets.get(dataset_name="d").export(sys.argv[2], include_feature_vectors=True)
+print("exported", flush=True)
+"""
+
+IMPORT = """
+import sys
+from store import Workspace
+ws = Workspace.open(sys.argv[1])
+print("ready", flush=True)
+ws.import_dataset(sys.argv[2])
+print("imported", flush=True)
+"""
+
+
+@pytest.fixture
+def kills(request) -> int:
+    """Kills that must land mid-job, per job kind: 20 with --long, a quick 3 by default."""
+    return 20 if request.config.getoption("--long") else 3
+
+
+def _files(folder, n=40):
+    folder.mkdir()
+    for i in range(n):
+        data = png_bytes(64, 48, (i * 5 % 256, 100, 200)) if i % 2 else f"note {i}".encode() * 200
+        (folder / (f"{i:03d}.png" if i % 2 else f"{i:03d}.txt")).write_bytes(data)
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_folder_upload_survives_kills(tmp_path, kills):
+    names = _files(tmp_path / "in")
+    reference = tmp_path / "reference"
+    duration = timed_run(UPLOAD, str(reference), str(tmp_path / "in"), "d")
+
+    def returned_calls_present(ws, i, lines):
+        done = int(lines[-1]) if lines else 0
+        present = {x.name for x in ws.datasets.get_or_create(f"d{i}").items.list().all()}
+        assert set(names[:done]) <= present
+
+    args = lambda i: (str(tmp_path / "in"), f"d{i}")  # noqa: E731 - a fresh job each time
+    runs = kill_loop(UPLOAD, tmp_path / "ws", args, kills, duration, returned_calls_present)
+    for i in range(runs):
+        run_child(UPLOAD, str(tmp_path / "ws"), *args(i))
+    with Workspace.open(tmp_path / "ws") as ws, Workspace.open(reference) as ref:
+        check_consistent(ws)
+        want = dataset_content(ref, "d")
+        assert len(want) == 40
+        assert all(dataset_content(ws, f"d{i}") == want for i in range(runs))
+
+
+def test_bulk_feature_create_survives_kills(tmp_path, kills):
+    reference = tmp_path / "reference"
+    run_child(BULK, str(reference), "s-setup")  # the items first: only the vectors are timed
+    duration = timed_run(BULK, str(reference), "s")
+    values = np.random.default_rng(7).standard_normal((500, 32)).astype(np.float32)
+
+    def whole_chunks_present(ws, i, lines):
+        names = {x.id: int(x.name[:4]) for x in ws.datasets.get(dataset_name="d").items.list().all()}
+        if not any(s.name == f"s{i}" for s in ws.feature_sets.list()):
+            assert lines == []
+            return
+        m = ws.matrix(ws.feature_sets.get(feature_set_name=f"s{i}"))
+        rows = [names[e] for e in m.entity_ids.tolist()]
+        assert all(v.tobytes() == values[r].tobytes() for r, v in zip(rows, m.values))
+        # A returned call is fully there; an interrupted one wrote all or nothing.
+        for chunk in map(int, lines):
+            assert set(range(chunk, chunk + 100)) <= set(rows)
+        assert len(rows) % 100 == 0
+
+    run_child(BULK, str(tmp_path / "ws"), "s-setup")  # the items, once
+    args = lambda i: (f"s{i}",)  # noqa: E731
+    runs = kill_loop(BULK, tmp_path / "ws", args, kills, duration, whole_chunks_present)
+    for i in range(runs):
+        run_child(BULK, str(tmp_path / "ws"), *args(i))
+    with Workspace.open(tmp_path / "ws") as ws, Workspace.open(reference) as ref:
+        check_consistent(ws)
+        want = set_content(ref, "s")
+        assert len(want) == 500
+        assert all(set_content(ws, f"s{i}") == want for i in range(runs))
+
+
+def _exportable(path):
+    with Workspace.open(path) as ws:
+        ds = ws.datasets.create("d")
+        items = [r.item for r in ds.items.upload(
+            [(f"{i:03d}.png", png_bytes(200, 150, (i, 2 * i % 256, 50))) for i in range(60)])]
+        items[0].annotations.create("cat", (1, 1, 20, 20))
+        fs = ws.feature_sets.create(name="s", size=128)
+        fs.features.create_many(np.random.default_rng(0).standard_normal((60, 128)).astype(np.float32), items)
+
+
+def test_export_survives_kills(tmp_path, kills):
+    _exportable(tmp_path / "ws")
+    target = tmp_path / "out" / "d.zip"
+    duration = timed_run(EXPORT, str(tmp_path / "ws"), str(tmp_path / "ref.zip"))
+
+    def absent_or_whole(ws, i, lines):
+        if target.exists():
+            with zipfile.ZipFile(target) as z:
+                assert z.testzip() is None
+                assert json.loads(z.read("dataset.json"))["itemCount"] == 60
+                assert len([n for n in z.namelist() if n.startswith("items/")]) == 60
+            target.unlink()  # so the next kill exports again
+
+    kill_loop(EXPORT, tmp_path / "ws", lambda i: (str(target),), kills, duration, absent_or_whole)
+    run_child(EXPORT, str(tmp_path / "ws"), str(target))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["d.zip"]  # no partial left behind
+    with zipfile.ZipFile(target) as z, zipfile.ZipFile(tmp_path / "ref.zip") as ref:
+        assert sorted(z.namelist()) == sorted(ref.namelist())
+        assert all(z.read(n) == ref.read(n) for n in z.namelist() if not n.endswith("dataset.json"))
+
+
+def test_import_survives_kills(tmp_path, kills):
+    _exportable(tmp_path / "src")
+    with Workspace.open(tmp_path / "src") as ws:
+        archive = ws.datasets.get(dataset_name="d").export(tmp_path / "d.zip", include_feature_vectors=True)
+    reference = tmp_path / "reference"
+    duration = timed_run(IMPORT, str(reference), str(archive))
+
+    def absent_or_whole(ws, i, lines):
+        names = [d.name for d in ws.datasets.list()]
+        if "d" in names:
+            assert ws.datasets.get(dataset_name="d").items.count() == 60
+            assert ws.feature_sets.get(feature_set_name="s").count() == 60
+            ws.datasets.get(dataset_name="d").delete()  # so the next kill imports again
+        else:
+            assert names == []
+
+    kill_loop(IMPORT, tmp_path / "ws", lambda i: (str(archive),), kills, duration, absent_or_whole)
+    run_child(IMPORT, str(tmp_path / "ws"), str(archive))
+    with Workspace.open(tmp_path / "ws") as ws, Workspace.open(reference) as ref:
+        check_consistent(ws)
+        assert snapshot(ws) == snapshot(ref)
