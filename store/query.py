@@ -128,7 +128,7 @@ def parse(custom_filter: dict | str, resource: str | None = None) -> Query:
     if res == "feature_vectors":
         item_filter = dict(item_filter or {})
         query.vector = _take_vector_clause(item_filter, "filter")
-    elif "join" in doc:
+    if query.vector is None and "join" in doc:
         query.vector = _parse_join(doc["join"])
     query.filter = item_filter or None
     if query.filter:

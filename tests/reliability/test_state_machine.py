@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test,
+)
 
 from store import Filters, Workspace
 from tests.conftest import ROOT, png_bytes
@@ -37,6 +39,7 @@ print(json.dumps(out))
 
 class StoreMachine(RuleBasedStateMachine):
     chroma_url: str | None = None
+    searches_checked = 0  # across the run: proves the profile reached non-empty sets
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,6 +60,17 @@ class StoreMachine(RuleBasedStateMachine):
         self.tmp.cleanup()
 
     # ---- rules ---------------------------------------------------------------------
+    @initialize()
+    def start_with_a_dataset_and_a_set(self):
+        """Most sequences should reach vectors: begin where a user would, with data to embed."""
+        self.create_dataset("init")
+        ds_id = next(iter(self.datasets))
+        for payload in PAYLOADS[:2] + PAYLOADS[3:4]:
+            item = self.ws.datasets.get(dataset_id=ds_id).items.upload_bytes(
+                payload, "x.png" if payload.startswith(b"\x89PNG") else "x.txt").item
+            self.items[item.id] = (ds_id, payload)
+        self.create_set("item")
+
     @rule(name=st.text("abc", min_size=1, max_size=3))
     def create_dataset(self, name):
         if name in self.datasets.values():
@@ -207,13 +221,16 @@ class StoreMachine(RuleBasedStateMachine):
             res = self.ws.search(Filters(resource="feature_vectors").add_euclid(fs, q, k=len(ids)))
             assert [f.entity_id for f in res.items] == [ids[i] for i in order]
             assert [f.distance for f in res.items] == d[order].tolist()
+            StoreMachine.searches_checked += 1
 
 
 def _run(chroma_url, long: bool):
     StoreMachine.chroma_url = chroma_url
+    StoreMachine.searches_checked = 0
     run_state_machine_as_test(StoreMachine, settings=settings(
-        max_examples=60 if long else 4, stateful_step_count=40 if long else 15, deadline=None,
+        max_examples=60 if long else 6, stateful_step_count=40 if long else 25, deadline=None,
         derandomize=not long, database=None, suppress_health_check=list(HealthCheck)))
+    assert StoreMachine.searches_checked >= 10
 
 
 def test_store_matches_model_embedded(request, monkeypatch):

@@ -278,3 +278,11 @@ def test_hostile_filters_refused_cleanly(ws_embedded):
     with pytest.raises(FilterError, match="must be a string, number"):
         ws_embedded.search({"filter": {"name": {"$eq": {"a": 1}}}})
     assert ds.items.count() == 5
+
+
+def test_feature_vectors_resource_with_builder_join(ws_embedded):
+    ds, fs, items, values = _fill(ws_embedded, n=12)
+    res = ws_embedded.search(Filters(resource="feature_vectors").add_euclid(fs, values[4], k=3))
+    assert len(res.items) == 3 and res.items[0].distance == 0.0
+    assert res.items[0].entity_id == next(i.id for i in items if i.name == "004.txt")
+    assert res.items[1].distance <= res.items[2].distance
