@@ -82,7 +82,7 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.datasets)
     @rule(data=st.data())
     def delete_dataset(self, data):
-        ds_id = data.draw(st.sampled_from(sorted(self.datasets)))
+        ds_id = data.draw(st.sampled_from(list(self.datasets)))
         self.ws.datasets.delete(ds_id)
         del self.datasets[ds_id]
         for item_id in [i for i, (d, _) in self.items.items() if d == ds_id]:
@@ -91,7 +91,7 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.datasets)
     @rule(data=st.data(), payload=st.sampled_from(PAYLOADS), copy=st.booleans())
     def upload(self, data, payload, copy):
-        ds_id = data.draw(st.sampled_from(sorted(self.datasets)))
+        ds_id = data.draw(st.sampled_from(list(self.datasets)))
         name = "x.png" if payload.startswith(b"\x89PNG") else "x.txt"
         result = self.ws.datasets.get(dataset_id=ds_id).items.upload_bytes(payload, name, copy=copy)
         existing = [i for i, (d, b) in self.items.items() if d == ds_id and b == payload]
@@ -115,21 +115,21 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.items)
     @rule(data=st.data())
     def delete_item(self, data):
-        item_id = data.draw(st.sampled_from(sorted(self.items)))
+        item_id = data.draw(st.sampled_from(list(self.items)))
         self.ws.get_item(item_id).delete()
         self._forget_item(item_id)
 
     @precondition(lambda self: any(b.startswith(b"\x89PNG") for _, b in self.items.values()))
     @rule(data=st.data(), label=st.sampled_from(["cat", "dog"]))
     def annotate(self, data, label):
-        images = sorted(i for i, (_, b) in self.items.items() if b.startswith(b"\x89PNG"))
+        images = [i for i, (_, b) in self.items.items() if b.startswith(b"\x89PNG")]
         item = self.ws.get_item(data.draw(st.sampled_from(images)))
         self.annotations[item.annotations.create(label, (0, 0, 5, 5)).id] = item.id
 
     @precondition(lambda self: self.annotations)
     @rule(data=st.data())
     def delete_annotation(self, data):
-        ann_id = data.draw(st.sampled_from(sorted(self.annotations)))
+        ann_id = data.draw(st.sampled_from(list(self.annotations)))
         self.ws.get_annotation(ann_id).delete()
         del self.annotations[ann_id]
         self._forget_entity(ann_id)
@@ -144,7 +144,7 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.sets)
     @rule(data=st.data())
     def delete_set(self, data):
-        sid = data.draw(st.sampled_from(sorted(self.sets)))
+        sid = data.draw(st.sampled_from(list(self.sets)))
         self.ws.feature_sets.delete(sid)
         del self.sets[sid]
         for key in [k for k in self.features if k[0] == sid]:
@@ -153,8 +153,8 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.sets and (self.items or self.annotations))
     @rule(data=st.data())
     def bulk_create(self, data):
-        sid = data.draw(st.sampled_from(sorted(self.sets)))
-        pool = sorted(self.items if self.sets[sid] == "item" else self.annotations)
+        sid = data.draw(st.sampled_from(list(self.sets)))
+        pool = list(self.items if self.sets[sid] == "item" else self.annotations)
         if not pool:
             return
         entities = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=6, unique=True))
@@ -175,7 +175,7 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.features)
     @rule(data=st.data())
     def delete_feature(self, data):
-        sid, eid = data.draw(st.sampled_from(sorted(self.features)))
+        sid, eid = data.draw(st.sampled_from(list(self.features)))
         fid = self.ws.catalog.scalar("SELECT id FROM features WHERE feature_set_id=? AND entity_id=?", (sid, eid))
         self.ws.get_feature(fid).delete()
         del self.features[(sid, eid)]
