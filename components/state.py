@@ -1,24 +1,70 @@
-"""The one Workspace of this server process, and turning store errors into st.error."""
+"""The one Workspace of this server process, the models, and turning store errors into st.error."""
 from __future__ import annotations
 
+import logging
+import os
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import streamlit as st
 
 from store import FeaturelabError, Workspace
+from store.workspace import default_home
+
+log = logging.getLogger("featurelab.app")
 
 
-@st.cache_resource(show_spinner="Opening the workspace…")
+def _close(ws: Workspace) -> None:
+    ws.close()
+
+
+@st.cache_resource(show_spinner="Opening the workspace…", on_release=_close)
+def _open_workspace(path: str, chroma_url: str | None) -> Workspace:
+    return Workspace.open(path, chroma_url=chroma_url)
+
+
 def workspace() -> Workspace:
     """Opened once per server process (``$FEATURELAB_HOME`` or ./workspace)."""
-    return Workspace.open()
+    path = str(default_home().resolve())
+    return _open_workspace(path, os.environ.get("FEATURELAB_CHROMA_URL") or None)
+
+
+# Tests call ``workspace.clear()`` to drop the cached workspace between runs.
+workspace.clear = _open_workspace.clear  # type: ignore[attr-defined]
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def embedder(model_json: str, device: str | None = None) -> Any:
+    """A model (a feature set's ``model`` as JSON), loaded once per server process for each
+    (model, device); the store's own jobs and queries get the same loaded model."""
+    import json
+
+    from store.embedders import load_embedder
+
+    return load_embedder(json.loads(model_json), device=device)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Show a FeaturelabError as a plain message that says what to do, never a traceback."""
+    """Show a FeaturelabError as a plain message that says what to do, never a traceback.
+    Anything else is a bug: a plain message too, and the traceback goes to the server log."""
     try:
         yield
     except FeaturelabError as exc:
         st.error(str(exc), icon=":material/error:")
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a page
+        log.exception("unexpected error on a page")
+        st.error(f"Something went wrong ({type(exc).__name__}: {exc}). The server log has the details; "
+                 "try again, and report it if it happens again.", icon=":material/error:")
+
+
+def flash(key: str, message: str | None = None, kind: str = "success") -> None:
+    """Keep a message across one rerun (set it with ``message``, show it without)."""
+    slot = f"flash:{key}"
+    if message is not None:
+        st.session_state[slot] = (kind, message)
+        return
+    stored = st.session_state.pop(slot, None)
+    if stored:
+        getattr(st, stored[0])(stored[1])
+

@@ -19,7 +19,7 @@ from .filters import Filters
 COMMANDS: dict[str, Callable] = {}
 ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 # Modules that add their own commands with @command(arguments=...); imported by build_parser.
-PLUGIN_MODULES: list[str] = []
+PLUGIN_MODULES: list[str] = ["store.cli_project", "store.cli_embed", "store.samples"]
 
 
 def command(fn: Callable | None = None, *, arguments: Callable[[argparse.ArgumentParser], None] | None = None):

@@ -1,0 +1,136 @@
+"""Search: by text, by a dropped image, by an existing item, or by a pasted vector or
+feature id; k nearest and a distance limit; item filters; a gallery and a table."""
+import json
+
+import streamlit as st
+
+from components.gallery import item_gallery
+from components.pickers import feature_set_picker
+from components.results import parse_vector_or_id, results_table, rows
+from components.search import distance_ceiling, embed_query, item_filter_conditions
+from components.state import user_errors, workspace
+from store import Filters, InvalidInput, Item
+
+MODES = ["Text", "Image", "Item", "Vector or feature id"]
+
+
+def more_like_this(item: Item) -> None:
+    """A result's button: search again from that item."""
+    st.session_state["search:mode"] = "Item"
+    st.session_state["search:item-dataset"] = item.dataset_id
+    st.session_state["search:item"] = item.id
+    st.session_state.pop("search:custom", None)
+
+
+st.title("Search")
+st.caption("Nearest neighbours by true Euclidean distance, over every vector (exact search).")
+
+with user_errors():
+    ws = workspace()
+    datasets = ws.datasets.list()
+    dataset_names = {d.id: d.name for d in datasets}
+    fs = feature_set_picker(ws, "Feature set to search", key="search:set")
+    if fs is not None and fs.count() == 0:
+        st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
+
+    query_input = None
+    if fs is not None:
+        mode = st.radio("Search by", MODES, horizontal=True, key="search:mode")
+        if mode == "Text":
+            text = st.text_input("Text", key="search:text", placeholder="e.g. how do I write a lambda")
+            if text.strip():
+                if not fs.model:
+                    raise InvalidInput(f"{fs.name} has no model to turn text into a vector; pick a set made by a "
+                                       "text model (e.g. all-MiniLM-L6-v2 or CLIP), or search by item or vector")
+                query_input = embed_query(ws, fs, text=text.strip())
+        elif mode == "Image":
+            dropped = st.file_uploader("Drop an image", type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"],
+                                       key="search:image")
+            if dropped is not None:
+                if not fs.model:
+                    raise InvalidInput(f"{fs.name} has no model to turn an image into a vector; pick a set made by "
+                                       "an image model (CLIP)")
+                st.image(dropped.getvalue(), caption=dropped.name, width=160)
+                query_input = embed_query(ws, fs, image_bytes=dropped.getvalue())
+        elif mode == "Item":
+            if not datasets:
+                st.info("No dataset yet: upload files first.")
+            else:
+                ids = [d.id for d in datasets]
+                if st.session_state.get("search:item-dataset") not in ids:
+                    st.session_state["search:item-dataset"] = ids[0]
+                ds_id = st.selectbox("Dataset", ids, key="search:item-dataset", format_func=dataset_names.get)
+                items = {i.id: i for i in ws.datasets.get(dataset_id=ds_id).items.list().all()}
+                if items:
+                    if st.session_state.get("search:item") not in items:
+                        st.session_state["search:item"] = next(iter(items))
+                    item_id = st.selectbox("Item", list(items), key="search:item",
+                                           format_func=lambda i: items[i].filename)
+                    feats = list(fs.features.list(entity_id=item_id).all())
+                    if not feats:
+                        raise InvalidInput(f"{items[item_id].filename} has no vector in {fs.name}; embed its "
+                                           "dataset into that set first, or pick another item")
+                    query_input = feats[0].id
+                    item_gallery([items[item_id]], columns=6, key="search:query-item")
+                else:
+                    st.info("This dataset has no items.")
+        else:
+            pasted = st.text_area("A vector (numbers separated by commas or spaces, or a JSON list) or a feature id",
+                                  key="search:vector", height=100)
+            query_input = parse_vector_or_id(pasted)
+
+        left, right = st.columns(2)
+        k = left.slider("k (how many neighbours)", 1, 100, 12, key="search:k")
+        ceiling = distance_ceiling(ws, fs)
+        max_distance = right.slider(
+            "Max distance (at the right end: no limit)", 0.0, ceiling, ceiling, step=ceiling / 200,
+            key=f"search:maxd:{fs.id}:{ceiling}", format="%.3f",
+        )
+        with st.expander("Item filters", expanded=False):
+            conditions = item_filter_conditions(datasets, key="search:filters",
+                                                items=fs.entity_type == "item")
+
+    filters = None
+    if fs is not None and query_input is not None:
+        filters = Filters(resource="items" if fs.entity_type == "item" else "annotations")
+        for condition in conditions:
+            filters.add(*condition)
+        filters.add_euclid(fs, query_input, k=k, max_distance=None if max_distance >= ceiling else max_distance)
+
+    with st.expander("Advanced: the filter JSON", expanded="search:custom" in st.session_state):
+        if filters is not None:
+            st.caption("The current query, as JSON (`python -m store search --filter @query.json` runs it too):")
+            st.code(json.dumps(filters.prepare(), indent=1), language="json")
+        typed = st.text_area("Run a filter JSON (the seed's custom_filter, `forigen` and all)", key="search:json",
+                             height=200, placeholder='{"filter": {"hidden": false}, "resource": "items", ...}')
+        run_json, clear_json = st.columns(2)
+        if run_json.button("Run this JSON", key="search:run-json", icon=":material/play_arrow:"):
+            try:
+                st.session_state["search:custom"] = json.loads(typed)
+            except json.JSONDecodeError as exc:
+                st.error(f"That is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+                         "fix it and run again.", icon=":material/error:")
+        if "search:custom" in st.session_state and clear_json.button("Back to the form", key="search:clear-json"):
+            st.session_state.pop("search:custom", None)
+            st.rerun()
+
+    custom = st.session_state.get("search:custom")
+    if custom is not None:
+        st.info("Showing the results of your filter JSON.", icon=":material/data_object:")
+        pages = ws.search(custom)
+    elif filters is not None:
+        pages = ws.search(filters)
+    else:
+        pages = None
+        if fs is not None:
+            st.info("Give a query above: type text, drop an image, pick an item, or paste a vector or feature id.")
+
+    if pages is not None:
+        found = pages.items
+        st.subheader(f"{len(found)} result{'s' if len(found) != 1 else ''}"
+                     + (f" of {pages.items_count}" if pages.items_count > len(found) else ""))
+        if not found:
+            st.info("Nothing matched: raise the max distance, loosen the filters, or check the feature set.")
+        shown = [r for r in found if isinstance(r, Item)]
+        item_gallery(shown, key="search:results", columns=6, on_more=more_like_this)
+        results_table(rows(found, dataset_names), key="search:results")

@@ -1,0 +1,80 @@
+"""A gallery of items: thumbnails for images, a snippet for text, the distance when there is one."""
+from __future__ import annotations
+
+import io
+from typing import Callable, Sequence
+
+import streamlit as st
+
+from store import Item
+
+THUMB = 160
+
+
+@st.cache_data(max_entries=5000, show_spinner=False)
+def thumbnail(sha256: str, path: str, size: int = THUMB) -> bytes | None:
+    """A PNG thumbnail of an image file (keyed by its content hash, so never stale).
+    Small images are scaled up without smoothing so that 8x8 digits stay readable."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "P"):
+                img = img.convert("RGBA")
+                canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(canvas, img)
+            img = img.convert("RGB")
+            if max(img.size) < size // 2:
+                scale = max(1, (size // 2) // max(img.size))
+                img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+            img.thumbnail((size, size))
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            return buf.getvalue()
+    except Exception:  # a damaged file shows as a placeholder, never an error
+        return None
+
+
+def snippet(item: Item, chars: int = 180) -> str:
+    text = item.download()[: chars * 4].decode("utf-8", errors="replace")
+    text = " ".join(text.split())
+    return text[:chars] + ("…" if len(text) > chars else "")
+
+
+def caption(item: Item) -> str:
+    base = item.filename
+    if item.distance is not None:
+        d = item.distance
+        base += f" · d={d:.4f}" if d < 10 else f" · d={d:.4g}"
+    return base
+
+
+def item_gallery(
+    items: Sequence[Item],
+    *,
+    columns: int = 6,
+    key: str,
+    on_more: Callable[[Item], None] | None = None,
+) -> None:
+    """Items in a grid; ``on_more`` adds a "More like this" button under each."""
+    if not items:
+        return
+    for start in range(0, len(items), columns):
+        cols = st.columns(columns)
+        for offset, (col, item) in enumerate(zip(cols, items[start : start + columns])):
+            with col.container(border=True, key=f"{key}:cell:{start + offset}"):
+                if item.kind == "image":
+                    data = thumbnail(item.sha256, str(item.path))
+                    if data:
+                        st.image(data, caption=caption(item), width="stretch")
+                    else:
+                        st.caption(f"{caption(item)} (cannot show)")
+                elif item.kind == "text":
+                    st.caption(caption(item))
+                    st.text(snippet(item))
+                else:
+                    st.caption(f"{caption(item)} ({item.mimetype})")
+                if on_more is not None:
+                    st.button("More like this", key=f"{key}:more:{item.id}", on_click=on_more, args=(item,),
+                              icon=":material/travel_explore:", width="stretch")

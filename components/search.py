@@ -1,0 +1,93 @@
+"""Pieces of the search form: the item filter editor, the query embedding, the distance scale."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import streamlit as st
+
+from store import Dataset, FeatureSet, Workspace
+from store.files import normalize_dir
+
+OPERATORS = ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"]
+HIDDEN = {"Visible only": False, "Hidden only": True, "Both": None}
+
+
+def _nice_ceiling(x: float) -> float:
+    """Round up to two significant digits (a slider end a person can read)."""
+    if x <= 0 or not math.isfinite(x):
+        return 1.0
+    scale = 10 ** (math.floor(math.log10(x)) - 1)
+    return math.ceil(x / scale) * scale
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _ceiling(_ws: Workspace, set_id: str, version: int, normalized: bool) -> float:
+    if normalized:
+        return 2.0
+    fs = _ws.feature_sets.get(feature_set_id=set_id)
+    values = _ws.matrix(fs).values
+    if not len(values):
+        return 1.0
+    # No two stored vectors are further apart than twice the longest one.
+    return float(_nice_ceiling(2 * float(np.sqrt((values.astype(np.float64) ** 2).sum(axis=1).max()))))
+
+
+def distance_ceiling(ws: Workspace, fs: FeatureSet) -> float:
+    """The right end of the max-distance slider for this set."""
+    normalized = bool((fs.model or {}).get("normalize"))
+    return _ceiling(ws, fs.id, fs.version, normalized)
+
+
+@st.cache_data(max_entries=256, show_spinner="Embedding the query…")
+def _embed(_ws: Workspace, set_id: str, model_json: str, text: str | None, image: bytes | None) -> list[float]:
+    from store.pipeline import query_vector
+
+    fs = _ws.feature_sets.get(feature_set_id=set_id)
+    return np.asarray(query_vector(_ws, fs, text=text, image_bytes=image), dtype=np.float32).tolist()
+
+
+def embed_query(ws: Workspace, fs: FeatureSet, *, text: str | None = None, image_bytes: bytes | None = None) -> list[float]:
+    """The set's model turns a text or an image into a query vector (cached per model and input)."""
+    from components.state import embedder
+
+    model_json = json.dumps(fs.model, sort_keys=True)
+    embedder(model_json)  # loads the model once, with a spinner the first time
+    return _embed(ws, fs.id, model_json, text, image_bytes)
+
+
+def _typed_value(text: str) -> Any:
+    """'3' -> 3, 'true' -> True, '["a","b"]' -> list, anything else stays a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def item_filter_conditions(datasets: Sequence[Dataset], *, key: str, items: bool = True) -> list[tuple]:
+    """The item filters as ``(field, value, operator)`` for ``Filters.add``."""
+    conditions: list[tuple] = []
+    names = {d.id: d.name for d in datasets}
+    cols = st.columns(3 if items else 1)
+    ds_id = cols[0].selectbox("Dataset", [None, *names], key=f"{key}:dataset",
+                              format_func=lambda i: "Any dataset" if i is None else names[i])
+    if ds_id is not None:
+        conditions.append(("datasetId", ds_id, None))
+    if items:
+        folder = cols[1].text_input("Folder", key=f"{key}:folder", placeholder="e.g. /digits (exact)")
+        if folder.strip():
+            conditions.append(("dir", normalize_dir(folder.strip()), None))
+        hidden = cols[2].selectbox("Hidden items", list(HIDDEN), key=f"{key}:hidden")
+        if HIDDEN[hidden] is not None:
+            conditions.append(("hidden", HIDDEN[hidden], None))
+        field_col, op_col, value_col = st.columns([2, 1, 2])
+        field = field_col.text_input("Metadata field", key=f"{key}:meta-field", placeholder="e.g. user.digit")
+        op = op_col.selectbox("Operator", OPERATORS, key=f"{key}:meta-op")
+        value = value_col.text_input("Value", key=f"{key}:meta-value", placeholder='e.g. 3, "cat", true, [1, 2]')
+        if field.strip():
+            name = field.strip()
+            name = name if name.startswith("metadata.") else f"metadata.{name}"
+            conditions.append((name, _typed_value(value.strip()), op.lstrip("$")))
+    return conditions

@@ -1,0 +1,91 @@
+"""Feature sets page: create (with and without a model), list with counts, delete after a confirmation."""
+import numpy as np
+
+from tests.pages.helpers import ok, texts
+
+
+def test_create_a_set_without_a_model_and_see_it_listed(open_page, app_ws):
+    at = ok(open_page("app_pages/feature_sets.py"))
+    assert "No feature set yet" in texts(at)
+    at.text_input(key="sets:name").input("customer-profiles")
+    at.number_input(key="sets:size").set_value(5)
+    at.text_input(key="sets:type").input("profiles")
+    at.button(key="sets:create").click().run()
+    ok(at)
+    assert "Created feature set **customer-profiles** (size 5)" in texts(at)
+    fs = app_ws.feature_sets.get(feature_set_name="customer-profiles")
+    assert (fs.size, fs.set_type, fs.entity_type, fs.model) == (5, "profiles", "item", None)
+    row = at.dataframe[0].value.iloc[0]
+    assert (row["name"], row["size"], row["vectors"]) == ("customer-profiles", 5, 0)
+
+
+def test_choosing_a_model_fixes_the_size(open_page, app_ws):
+    at = ok(open_page("app_pages/feature_sets.py"))
+    at.selectbox(key="sets:model").select("all-MiniLM-L6-v2").run()
+    ok(at)
+    fixed = at.number_input(key="sets:size-fixed:384")
+    assert fixed.value == 384 and fixed.disabled
+    at.text_input(key="sets:name").input("texts").run()
+    at.selectbox(key="sets:entity").select("annotation")
+    at.button(key="sets:create").click().run()
+    ok(at)
+    fs = app_ws.feature_sets.get(feature_set_name="texts")
+    assert fs.size == 384 and fs.entity_type == "annotation"
+    assert fs.model["name"] == "all-MiniLM-L6-v2" and fs.model["backend"] == "sentence_transformers"
+
+    at.selectbox(key="sets:model").select("ViT-B-32/laion2b_s34b_b79k").run()
+    assert at.number_input(key="sets:size-fixed:512").value == 512  # from the config, no weights needed
+
+
+def test_delete_asks_first_and_lists_counts(open_page, app_ws):
+    ds = app_ws.datasets.create("d")
+    items = [r.item for r in ds.items.upload([("a.txt", b"a"), ("b.txt", b"b")])]
+    keep = app_ws.feature_sets.create(name="keep", size=2)
+    doomed = app_ws.feature_sets.create(name="doomed", size=3)
+    doomed.features.create_many(np.ones((2, 3), np.float32), items)
+    at = ok(open_page("app_pages/feature_sets.py"))
+    table = at.dataframe[0].value
+    assert dict(zip(table["name"], table["vectors"])) == {"keep": 0, "doomed": 2}
+
+    at.selectbox(key="sets:delete-pick").select(doomed.id)
+    at.button(key="sets:delete").click().run()
+    ok(at)
+    assert any("Delete **doomed** and its 2 vectors?" in w.value for w in at.warning)
+    assert {fs.name for fs in app_ws.feature_sets.list()} == {"keep", "doomed"}  # nothing yet
+
+    at.button(key="sets:delete-no").click().run()
+    assert not at.warning and len(app_ws.feature_sets.list()) == 2
+
+    at.selectbox(key="sets:delete-pick").select(doomed.id)
+    at.button(key="sets:delete").click().run()
+    at.button(key="sets:delete-yes").click().run()
+    ok(at)
+    assert "Deleted feature set **doomed**" in texts(at)
+    assert [fs.name for fs in app_ws.feature_sets.list()] == ["keep"]
+    assert list(at.dataframe[0].value["name"]) == ["keep"]
+
+
+def test_a_taken_name_is_a_plain_error(open_page, app_ws):
+    app_ws.feature_sets.create(name="taken", size=4)
+    at = ok(open_page("app_pages/feature_sets.py"))
+    at.text_input(key="sets:name").input("taken")
+    at.button(key="sets:create").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "already exists" in at.error[0].value
+
+
+def test_import_precomputed_vectors_from_a_csv(open_page, app_ws):
+    ds = app_ws.datasets.create("customers")
+    ds.items.upload([("ann.txt", b"ann"), ("bob.txt", b"bob")])
+    fs = app_ws.feature_sets.create(name="customer-profiles", size=5)
+    csv = b"name,age,income,years,purchases,value\nann.txt,35,75000,5,20,150\nbob.txt,41,52000,2,3,20\nzed.txt,1,2,3,4,5\n"
+    at = ok(open_page("app_pages/feature_sets.py"))
+    at.selectbox(key="sets:import-dataset").select(ds.id)
+    at.file_uploader(key="sets:import-file").set_value(("profiles.csv", csv, "text/csv")).run()
+    at.button(key="sets:import-go").click().run()
+    assert not at.exception and not at.error
+    assert "Imported 2 vectors into customer-profiles" in at.warning[0].value and "zed.txt" in at.warning[0].value
+    by_name = {i.name: i.id for i in ds.items.list().all()}
+    got = {f.entity_id: f.value.tolist() for f in fs.features.list().all()}
+    assert got[by_name["ann.txt"]] == [35, 75000, 5, 20, 150]
+    assert at.dataframe[0].value.iloc[0]["vectors"] == 2

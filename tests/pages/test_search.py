@@ -1,0 +1,176 @@
+"""Search page: by item, by pasted vector or feature id, k and max distance, item filters,
+gallery + table + CSV, "more like this", and the filter JSON box."""
+import json
+
+import numpy as np
+import pytest
+
+from tests.pages.helpers import ok, png, texts
+
+VECTORS = {"origin.png": [0, 0, 0], "x1.png": [1, 0, 0], "y2.txt": [0, 2, 0], "z3.txt": [0, 0, 3]}
+
+
+@pytest.fixture
+def space(app_ws):
+    """A dataset of four items with known 3-d vectors; z3 is hidden, y2 has metadata."""
+    ds = app_ws.datasets.create("space")
+    files = [("origin.png", png((10, 10, 10))), ("x1.png", png((200, 0, 0))),
+             ("y2.txt", b"the y axis"), ("z3.txt", b"the z axis")]
+    items = {r.item.name: r.item for r in ds.items.upload(files, dir="/pts")}
+    items["y2.txt"].update(metadata={"user": {"axis": "y", "n": 2}})
+    items["z3.txt"].update(hidden=True)
+    fs = app_ws.feature_sets.create(name="points", size=3)
+    feats = fs.features.create_many(np.array([VECTORS[n] for n in items], np.float32), list(items.values()))
+    return {"ds": ds, "items": items, "fs": fs, "features": {n: f for n, f in zip(items, feats)}}
+
+
+def _table(at):
+    frame = at.dataframe[0].value
+    return list(zip(frame["name"], frame["distance"].round(6)))
+
+
+def _by_vector(at, text):
+    at.radio(key="search:mode").set_value("Vector or feature id").run()
+    at.text_area(key="search:vector").input(text)
+    return at.run()
+
+
+def test_vector_search_shows_gallery_table_and_csv(open_page, space):
+    at = ok(_by_vector(open_page("app_pages/search.py"), "0.9, 0.1, 0"))
+    # Hidden items are left out by default (the seed's {"hidden": false}).
+    assert [n for n, _ in _table(at)] == ["x1.png", "origin.png", "y2.txt"]
+    d = _table(at)[0][1]
+    assert d == pytest.approx(np.sqrt(0.01 + 0.01), abs=1e-6)  # true Euclidean, not squared
+    captions = [c for img in at.image for c in img.captions]
+    assert captions[0] == "/pts/x1.png · d=0.1414"
+    assert any("the y axis" in t.value for t in at.text)  # a text item shows a snippet
+    csv = at.download_button(key="search:results:csv")
+    assert csv.label == "Download as CSV"
+    shown = json.loads(at.code[0].value)
+    assert shown["join"]["on"]["forigen"] == "id"
+    assert shown["join"]["filter"]["featureSetId"] == space["fs"].id
+
+
+def test_k_and_max_distance_and_filters(open_page, space):
+    at = _by_vector(open_page("app_pages/search.py"), "[0, 0, 0]")
+    at.slider(key="search:k").set_value(2).run()
+    assert [n for n, _ in _table(ok(at))] == ["origin.png", "x1.png"]
+    at.slider(key="search:k").set_value(10).run()
+    at.selectbox(key="search:filters:hidden").select("Both").run()
+    assert [n for n, _ in _table(at)] == ["origin.png", "x1.png", "y2.txt", "z3.txt"]
+    maxd = next(s for s in at.slider if s.key.startswith("search:maxd:"))
+    maxd.set_value(2.0).run()
+    assert [n for n, _ in _table(ok(at))] == ["origin.png", "x1.png", "y2.txt"]
+    assert json.loads(at.code[0].value)["join"]["filter"]["value"]["$euclid"]["$euclidFilter"] == {"$lte": 2.0}
+    at.selectbox(key="search:filters:hidden").select("Hidden only").run()
+    assert "Nothing matched" in texts(at)
+    at.selectbox(key="search:filters:hidden").select("Both")
+    maxd = next(s for s in at.slider if s.key.startswith("search:maxd:"))
+    maxd.set_value(maxd.max).run()
+    at.text_input(key="search:filters:meta-field").input("user.axis")
+    at.text_input(key="search:filters:meta-value").input("y").run()
+    assert [n for n, _ in _table(ok(at))] == ["y2.txt"]
+    at.selectbox(key="search:filters:meta-op").select("$gte")
+    at.text_input(key="search:filters:meta-field").input("user.n")
+    at.text_input(key="search:filters:meta-value").input("3").run()
+    assert "Nothing matched" in texts(ok(at))
+    at.text_input(key="search:filters:meta-field").input("")
+    at.text_input(key="search:filters:folder").input("/elsewhere").run()
+    assert "Nothing matched" in texts(ok(at))
+    at.text_input(key="search:filters:folder").input("/pts").run()
+    assert len(_table(ok(at))) == 4
+
+
+def test_by_feature_id_by_item_and_more_like_this(open_page, space):
+    at = ok(_by_vector(open_page("app_pages/search.py"), space["features"]["y2.txt"].id))
+    assert _table(at)[0] == ("y2.txt", 0.0)
+
+    at.radio(key="search:mode").set_value("Item").run()
+    at.selectbox(key="search:item").select(space["items"]["x1.png"].id).run()
+    assert _table(ok(at))[0] == ("x1.png", 0.0)
+    # "More like this" on the third result searches again from it.
+    third = _table(at)[2][0]
+    at.button(key=f"search:results:more:{space['items'][third].id}").click().run()
+    ok(at)
+    assert at.radio(key="search:mode").value == "Item"
+    assert at.selectbox(key="search:item").value == space["items"][third].id
+    assert _table(at)[0] == (third, 0.0)
+
+
+def test_the_seed_filter_json_runs_and_bad_input_is_a_plain_error(open_page, space):
+    at = ok(open_page("app_pages/search.py"))
+    seed = {
+        "filter": {"$and": [{"hidden": False}, {"type": "file"}]},
+        "page": 0, "pageSize": 2, "resource": "items",
+        "join": {"on": {"resource": "feature_vectors", "local": "entityId", "forigen": "id"},
+                 "filter": {"value": {"$euclid": {"input": [0, 1.9, 0], "$euclidSort": {"eu_dist": "ascending"}}},
+                            "featureSetId": space["fs"].id}},
+    }
+    at.text_area(key="search:json").input(json.dumps(seed))
+    at.button(key="search:run-json").click().run()
+    ok(at)
+    assert "Showing the results of your filter JSON" in texts(at)
+    assert _table(at) == [("y2.txt", 0.1), ("origin.png", 1.9)]
+
+    seed["join"]["filter"]["value"]["$euclid"]["$euclidFilter"] = {"$near": 1}
+    at.text_area(key="search:json").input(json.dumps(seed))
+    at.button(key="search:run-json").click().run()
+    assert not at.exception
+    assert "$euclidFilter" in at.error[0].value and "$near" in at.error[0].value
+
+    at.text_area(key="search:json").input('{"filter": {"hidden": fals')
+    at.button(key="search:run-json").click().run()
+    assert not at.exception and "not valid JSON" in at.error[0].value
+
+    at.button(key="search:clear-json").click().run()
+    assert "search:custom" not in at.session_state
+
+
+def test_bad_vector_and_empty_workspace_say_what_to_do(open_page, space):
+    at = _by_vector(open_page("app_pages/search.py"), "1, 2")
+    assert not at.exception and "size 2" in at.error[0].value and "size 3" in at.error[0].value
+    at.text_area(key="search:vector").input("no-such-feature").run()
+    assert not at.exception and "no feature vector with id 'no-such-feature'" in at.error[0].value
+
+
+def test_empty_workspace(open_page):
+    at = ok(open_page("app_pages/search.py"))
+    assert "No feature set yet" in texts(at)
+
+
+def test_text_search_with_minilm_finds_the_expected_first(open_page, app_ws):
+    from store.pipeline import create_feature_set, embed_dataset
+
+    ds = app_ws.datasets.create("notes")
+    ds.items.upload([("cat.txt", b"a cat sleeps on the sofa"), ("bread.txt", b"how to bake a loaf of bread"),
+                     ("market.txt", b"stock prices fell sharply today"), ("goal.txt", b"the striker scored a goal")])
+    fs = create_feature_set(app_ws, "notes-minilm", "all-MiniLM-L6-v2")
+    assert embed_dataset(app_ws, ds, fs).embedded == 4
+    at = ok(open_page("app_pages/search.py"))
+    at.text_input(key="search:text").input("baking bread at home").run()
+    ok(at)
+    assert [n for n, _ in _table(at)][0] == "bread.txt"
+    at.text_input(key="search:text").input("football match").run()
+    assert [n for n, _ in _table(ok(at))][0] == "goal.txt"
+
+
+def test_image_search_by_a_dropped_image(open_page, app_ws, tiny_clip_model):
+    from store.pipeline import create_feature_set, embed_dataset
+
+    ds = app_ws.datasets.create("colours")
+    images = {"red.png": png((230, 10, 10)), "green.png": png((10, 200, 20)), "blue.png": png((10, 20, 230))}
+    ds.items.upload(list(images.items()))
+    fs = create_feature_set(app_ws, "tiny-clip", tiny_clip_model)
+    assert embed_dataset(app_ws, ds, fs).embedded == 3
+    at = ok(open_page("app_pages/search.py"))
+    at.radio(key="search:mode").set_value("Image").run()
+    at.file_uploader(key="search:image").set_value(("query.png", images["green.png"], "image/png")).run()
+    ok(at)
+    first, distance = _table(at)[0]
+    assert first == "green.png" and distance == pytest.approx(0, abs=1e-5)
+
+    # A set without a model cannot take an image: a plain message says what to do.
+    plain = app_ws.feature_sets.create(name="plain", size=3)
+    at.run()
+    at.selectbox(key="search:set").select(plain.id).run()
+    assert not at.exception and "no model to turn an image into a vector" in at.error[0].value
