@@ -46,3 +46,8 @@ def test_command_line_examples_run(tmp_path):
     assert "2 added" in outputs[1]
     assert (tmp_path / "exports" / "pets.zip").exists()
     assert "imported pets-copy (2 items)" in "\n".join(outputs)
+    assert (tmp_path / "exports" / "help-map.parquet").exists()
+    import pandas as pd
+
+    coords = pd.read_parquet(tmp_path / "exports" / "help-map.parquet")
+    assert len(coords) > 70 and {"x", "y", "name"} <= set(coords.columns)
