@@ -28,6 +28,7 @@ from .errors import InvalidInput, NotFound
 from .blobs import process_alive
 from .files import FileFacts, inspect, normalize_dir, safe_name
 from .ids import new_id
+from .workspace import SAFE_ID
 from .records import Dataset, FeatureSet
 
 if TYPE_CHECKING:
@@ -299,7 +300,8 @@ def _import_feature_sets(ws: "Workspace", records: list[dict]) -> dict[str, str]
         try:
             fs = ws.feature_sets.get(feature_set_name=rec["name"])
         except NotFound:
-            free = ws.catalog.one("SELECT 1 FROM feature_sets WHERE id=?", (rec["id"],)) is None
+            free = SAFE_ID.fullmatch(str(rec["id"])) is not None and ws.catalog.one(
+                "SELECT 1 FROM feature_sets WHERE id=?", (rec["id"],)) is None
             fs = ws.feature_sets.create(
                 name=rec["name"], size=rec["size"], set_type=rec.get("type", "embeddings"),
                 entity_type=rec.get("entityType", "item"), model=rec.get("model"),

@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, Uplo
 from .vectors import VectorIndex, chroma_url_from_env
 
 log = logging.getLogger(__name__)
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # ids that may name a Chroma collection or a cache folder
 ENTITY_TYPES = ("item", "annotation")
 METRICS = ("euclidean",)
 MAX_UPLOAD_BYTES = int(os.environ.get("FEATURELAB_MAX_UPLOAD_MB", "1024")) * 1024 * 1024
@@ -874,6 +877,8 @@ class FeatureSetsRepo:
             raise InvalidInput("model must be a model name or a dict with a 'name'")
         if self.ws.catalog.one("SELECT 1 FROM feature_sets WHERE name=?", (name,)):
             raise InvalidInput(f"a feature set named {name!r} already exists; pick another name or get it by name")
+        if feature_set_id is not None and not SAFE_ID.fullmatch(feature_set_id):
+            raise InvalidInput(f"feature set id {feature_set_id!r} must be 1 to 64 letters, digits, '_' or '-'")
         fs_id = feature_set_id or new_id()
         with self.ws.catalog.transaction() as c:
             c.execute(
@@ -918,6 +923,7 @@ class FeatureSetsRepo:
         if self.ws.index is not None:  # else the owner drops it at its next full sync
             self.ws.index.drop(fs.id)
         self.ws._matrices.pop(fs.id, None)
+        shutil.rmtree(self.ws.path / "cache" / "projections" / fs.id, ignore_errors=True)
 
 
 class FeaturesRepo:

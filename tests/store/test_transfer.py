@@ -125,3 +125,19 @@ def test_import_twice_needs_new_name(ws_embedded, tmp_path):
     copy = ws_embedded.import_dataset(out, name="pets-copy")
     assert copy.items.count() == 3
     assert ws_embedded.feature_sets.get(feature_set_name="clip").count() == 6
+
+
+def test_import_does_not_take_unsafe_feature_set_ids(ws_embedded, tmp_path):
+    out = _populate(ws_embedded).export(tmp_path / "e", include_feature_vectors=True)
+    header = json.loads((out / "dataset.json").read_text())
+    old = header["featureSets"][0]["id"]
+    header["featureSets"][0]["id"] = "../../outside"
+    (out / "dataset.json").write_text(json.dumps(header))
+    for rec_path in (out / "json").rglob("*.json"):
+        rec_path.write_text(rec_path.read_text().replace(old, "../../outside"))
+    with Workspace.open(tmp_path / "t") as other:
+        other.import_dataset(out)
+        fs = other.feature_sets.get(feature_set_name=header["featureSets"][0]["name"])
+        assert fs.id != "../../outside" and fs.count() == 3
+        fs.delete()  # removing its cache folder must stay inside the workspace
+    assert (tmp_path / "e" / "dataset.json").exists()
