@@ -13,6 +13,7 @@ pages = [
     st.Page("app_pages/upload.py", title="Upload", icon=":material/upload:"),
     st.Page("app_pages/embed.py", title="Embed", icon=":material/memory:"),
     st.Page("app_pages/search.py", title="Search", icon=":material/search:"),
+    st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
     st.Page("app_pages/export.py", title="Export and import", icon=":material/import_export:"),
 ]
 st.navigation(pages).run()

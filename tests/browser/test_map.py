@@ -1,0 +1,58 @@
+"""Map: project a small set with PCA in Chromium, draw a lasso over one of its two clusters
+with the mouse, and see the gallery fill with that cluster's items."""
+import numpy as np
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.ui import choose, click, goto, select, settle, shot, widget
+
+pytestmark = pytest.mark.browser
+
+
+def make_two_clusters(home) -> None:
+    """40 text items (/left and /right) with 8-d vectors in two far-apart clusters."""
+    from store import Workspace
+
+    ws = Workspace.open(str(home))
+    try:
+        ds = ws.datasets.create("browser-map")
+        results = ds.items.upload([(f"m{i}.txt", f"t{i}".encode()) for i in range(20)], dir="/left")
+        results += ds.items.upload([(f"m{i}.txt", f"t{i}".encode()) for i in range(20, 40)], dir="/right")
+        values = np.random.default_rng(1).normal(scale=0.3, size=(40, 8)).astype(np.float32)
+        values[20:] += 6
+        fs = ws.feature_sets.create(name="browser-map-set", size=8)
+        ws.create_features(fs, values, [r.item.id for r in results])
+    finally:
+        ws.close()
+
+
+def test_project_and_lasso_fills_the_gallery(page, server):
+    make_two_clusters(server["home"])
+    goto(page, server["url"], "map", "Map")
+    select(page, "map:set", "browser-map-set · size 8")
+    choose(page, "map:method", "PCA")
+    click(page, "map:project")
+    expect(page.get_by_text("40 points")).to_be_visible(timeout=60_000)
+    select(page, "map:color", "Folder")
+    drag = page.locator(".js-plotly-plot .nsewdrag").first
+    expect(drag).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(500)
+    box = drag.bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    # A lasso around the left half of the plot: one of the two clusters (PCA's sign is arbitrary).
+    path = [(0.02, 0.02), (0.48, 0.02), (0.48, 0.98), (0.02, 0.98), (0.02, 0.03)]
+    page.mouse.move(x0 + path[0][0] * w, y0 + path[0][1] * h)
+    page.mouse.down()
+    for fx, fy in path[1:]:
+        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=12)
+    page.mouse.up()
+    settle(page)
+    expect(page.get_by_text("20 selected")).to_be_visible(timeout=30_000)
+    cells = page.locator('[class*="st-key-map-selection-cell-"]')
+    expect(cells).to_have_count(20)
+    captions = " ".join(cells.all_inner_texts())
+    side = "/left" if "/left/" in captions else "/right"
+    other = "/right" if side == "/left" else "/left"
+    assert captions.count(f"{side}/m") == 20 and f"{other}/" not in captions
+    widget(page, "map:selection:cell:0").scroll_into_view_if_needed()
+    shot(page, "map-lasso-selection")

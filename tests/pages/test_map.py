@@ -1,0 +1,111 @@
+"""Map page: empty workspace, projecting a small set with PCA, the cache on a revisit,
+colouring, hover names, and the selection reader."""
+import json
+
+import numpy as np
+import pytest
+
+from components.scatter import map_figure, selected_entity_ids
+from tests.pages.helpers import ok, texts
+
+PAGE = "app_pages/map.py"
+
+
+@pytest.fixture
+def small(app_ws):
+    """40 text items in two folders with 8-d vectors; the first ten have user.split metadata."""
+    ds = app_ws.datasets.create("small")
+    results = ds.items.upload([(f"{i}.txt", f"t{i}".encode()) for i in range(20)], dir="/a")
+    results += ds.items.upload([(f"{i}.txt", f"t{i}".encode()) for i in range(20, 40)], dir="/b")
+    for r in results[:10]:
+        r.item.update(metadata={"user": {"split": "train"}})
+    fs = app_ws.feature_sets.create(name="small-set", size=8)
+    values = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    values[20:] += 5  # the /b folder sits apart
+    app_ws.create_features(fs, values, [r.item.id for r in results])
+    return {"ds": ds, "fs": fs, "items": [r.item for r in results]}
+
+
+def _charts(at):
+    return at.get("plotly_chart")
+
+
+def _spec(at):
+    return json.loads(_charts(at)[0].proto.spec)
+
+
+def _cache_files(ws):
+    return sorted((ws.path / "cache" / "projections").rglob("*.npz"))
+
+
+def test_empty_workspace(open_page):
+    at = ok(open_page(PAGE))
+    assert at.title[0].value == "Map"
+    assert "No feature set yet" in texts(at)
+    assert not _charts(at)
+
+
+def test_empty_set_warns(open_page, app_ws):
+    app_ws.feature_sets.create(name="nothing", size=4)
+    at = ok(open_page(PAGE))
+    assert "has no vectors yet" in texts(at)
+    assert not _charts(at)
+
+
+def test_project_with_pca_then_cache(open_page, small, app_ws):
+    at = open_page(PAGE)
+    at.radio(key="map:method").set_value("pca").run()
+    assert not _charts(at) and not _cache_files(app_ws)
+    assert "No map of **small-set**" in texts(ok(at))
+    at.button(key="map:project").click().run()
+    ok(at)
+    spec = _spec(at)
+    points = [(name, cd[0]) for trace in spec["data"] for name, cd in zip(trace["hovertext"], trace["customdata"])]
+    assert len(points) == 40
+    assert {n for n, _ in points} == {f"{i}.txt" for i in range(40)}  # the hover shows each item's name
+    assert {e for _, e in points} == {i.id for i in small["items"]}
+    assert all(t["type"] == "scattergl" for t in spec["data"])
+    assert {t["name"] for t in spec["data"]} == {"small"}  # coloured by dataset by default
+    assert "computed in" in texts(at)
+    files = _cache_files(app_ws)
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+
+    # A revisit (a new session) draws the map at once from the cache: no button to press.
+    again = ok(open_page(PAGE))
+    again.radio(key="map:method").set_value("pca").run()
+    ok(again)
+    assert all(b.key != "map:project" for b in again.button)
+    assert "loaded from cache" in texts(again)
+    assert len(_charts(again)) == 1
+    assert _cache_files(app_ws) == files and files[0].stat().st_mtime_ns == stamp
+
+    # Colour by folder, then by a metadata field (items without it are "(none)").
+    again.selectbox(key="map:color").select("dir").run()
+    assert {t["name"] for t in _spec(ok(again))["data"]} == {"/a", "/b"}
+    again.selectbox(key="map:color").select("metadata").run()
+    again.text_input(key="map:field").input("user.split").run()
+    assert {t["name"] for t in _spec(ok(again))["data"]} == {"train", "(none)"}
+
+    # 3D: a scatter3d of the same points.
+    again.radio(key="map:dims").set_value(3).run()
+    again.button(key="map:project").click().run()
+    spec = _spec(ok(again))
+    assert all(t["type"] == "scatter3d" for t in spec["data"])
+    assert all("z" in t for t in spec["data"]) and sum(len(t["hovertext"]) for t in spec["data"]) == 40
+    assert len(_cache_files(app_ws)) == 2
+
+
+def test_selection_reader_and_figure():
+    import pandas as pd
+
+    frame = pd.DataFrame({"entity_id": ["a", "b", "c"], "x": [0.0, 1, 2], "y": [0.0, 1, 2],
+                          "name": ["A", None, "C"], "score": [1.0, 2.0, 3.0]})
+    fig = map_figure(frame, "score")
+    assert fig.data[0].type == "scattergl" and list(fig.data[0].hovertext) == ["A", "(none)", "C"]
+    assert fig.layout.coloraxis.colorbar.title.text == "score"  # numbers get a continuous scale
+    event = {"selection": {"points": [{"customdata": ["c"]}, {"customdata": ["a"]}, {"customdata": ["c"]}],
+                           "point_indices": [2, 0], "box": [], "lasso": [{}]}}
+    assert selected_entity_ids(event) == ["c", "a"]
+    assert selected_entity_ids({"selection": {"points": []}}) == []
+    assert selected_entity_ids(None) == []
