@@ -9,7 +9,7 @@ and prints items/s and the ratios. The model is a stock open_clip architecture w
 weights, written to a checkpoint and loaded through the registry like a user's own file
 (no download); throughput does not depend on the weights' values.
 
-    .venv/bin/python bench/embed_throughput.py                 # 256 files, ViT-S-32, CPU
+    .venv/bin/python bench/embed_throughput.py                 # 256 files, the 2-layer test model, CPU
     .venv/bin/python bench/embed_throughput.py --items 2000 --model ViT-B-32 --device cuda
 """
 from __future__ import annotations
@@ -124,7 +124,7 @@ def stored(ws, fs) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=256)
-    parser.add_argument("--model", default="ViT-Ti-32",
+    parser.add_argument("--model", default="test-tiny",
                         help=f"an open_clip architecture, or one of {list(SMALL_CONFIGS)} (random weights)")
     parser.add_argument("--size", default="640x480", help="JPEG width x height")
     parser.add_argument("--device", default=None)

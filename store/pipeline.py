@@ -4,9 +4,10 @@ set, batched, resumable and cancellable; and query vectors for search.
     report = embed_dataset(ws, "pets", "pets-clip", model="ViT-B-32/laion2b_s34b_b79k")
     vector = query_vector(ws, "pets-clip", text="a black cat")
 
-How it is fast: threads decode and preprocess the next images while the model runs on
-the current batch, and a writer thread stores finished batches (one SQLite transaction
-and one Chroma upsert each, merged when several wait) while the model goes on. How it
+How it is fast: the model sees batches; threads decode and preprocess the next images
+while it runs (see ``embedders.images.decode_pixels`` and ``embedders.fastprep``); and a
+writer thread stores finished batches (one SQLite transaction and one Chroma upsert each,
+merged when several wait) while the model goes on. See bench/README.md. How it
 loses nothing: each write is atomic, so a crash or a kill leaves whole features or none,
 and a rerun embeds only the entities that have no feature yet.
 """
@@ -294,15 +295,11 @@ def _is_cancelled(cancel: Cancel) -> bool:
 
 def _image_batches(embedder: "Embedder", tasks: Sequence[_Task], batch_size: int, workers: int | None
                    ) -> Iterator[tuple[list[str], np.ndarray, list]]:
-    """(entity ids, vectors, failures) per batch, decoded by a thread pool, one image file
-    per unit of work (all the boxes of one image share its decode).
-
-    On a GPU the next batches decode while the model runs. On a CPU decoding and the model
-    take turns, each with every core: running both at once oversubscribes the cores and
-    stalls torch's threads at every barrier (measured slower on 2 cores)."""
+    """(entity ids, vectors, failures) per batch. A thread pool decodes the next batches
+    while the model runs on this one, one image file per unit of work (all the boxes of one
+    image share its decode)."""
     import torch
 
-    overlap = embedder.device != "cpu"
     pin = embedder.device.startswith("cuda")
     units = iter(_group_by_file(tasks))
     pool = ThreadPoolExecutor(workers or devices.default_workers(embedder.device), thread_name_prefix="featurelab-decode")
@@ -321,12 +318,12 @@ def _image_batches(embedder: "Embedder", tasks: Sequence[_Task], batch_size: int
     try:
         ready: list[tuple[_Task, Any]] = []
         while True:
-            submit_until(2 * batch_size if overlap else batch_size - len(ready))
+            submit_until(2 * batch_size)
             while pending and len(ready) < batch_size:
                 unit, future = pending.popleft()
                 queued -= len(unit)
                 ready.extend(zip(unit, future.result()))
-                submit_until(2 * batch_size if overlap else batch_size - len(ready))
+                submit_until(2 * batch_size)
             if not ready:
                 return
             batch, ready = ready[:batch_size], ready[batch_size:]

@@ -67,7 +67,15 @@ class OpenClipEmbedder(Embedder):
         # Loaded on first use: some tokenizers come from the Hugging Face hub, and an
         # image-only job must not need them.
         if self._tokenizer is None:
-            self._tokenizer = self._tokenizer_factory()
+            from .registry import ModelUnavailable
+
+            try:
+                self._tokenizer = self._tokenizer_factory()
+            except Exception as exc:  # a hub tokenizer that is neither cached nor reachable
+                raise ModelUnavailable(
+                    f"cannot load the tokenizer of {self.spec.label} ({type(exc).__name__}: {exc}); run once with "
+                    "internet access so it lands in the Hugging Face cache, or embed images only"
+                ) from exc
         return self._tokenizer
 
     def embed_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:

@@ -69,9 +69,9 @@ def default_batch_size(device: str, modality: str) -> int:
 
 
 def default_workers(device: str) -> int:
-    """Threads that decode images. Pillow's and torchvision's decoders and torch's resize
-    release the GIL, so threads scale. On a GPU they run beside the model and leave it one
-    core; on a CPU they take turns with the model and use every core."""
+    """Threads that decode images while the model runs. Pillow's and torchvision's decoders
+    and torch's resize release the GIL, so threads scale. On a CPU they share the cores with
+    the model (one per core measured best on 2 cores); on a GPU they leave one core free."""
     cores = os.cpu_count() or 1
     if device == "cpu":
         return max(1, min(8, cores))
