@@ -261,14 +261,8 @@ def load_sample(
         embedder = load_embedder(TEXT_MODEL, device=device)
         fs = _get_or_create_set(ws, TEXT_SET, embedder.size, _model_dict(TEXT_MODEL, embedder.size), "embeddings")
         help_items = [items[i] for i in range(len(photos) + len(digits), len(files)) if i in items]
-        todo = _missing(ws, fs, help_items)
-        tick(len(help_items) - len(todo), "embedding help topics")
-        for start in range(0, len(todo), 16):
-            if cancelled():
-                break
-            batch = todo[start : start + 16]
-            fs.features.create_many(embedder.embed_texts([it.text() for it in batch]), batch)
-            tick(len(batch), "embedding help topics")
+        _embed_missing(ws, fs, help_items, lambda batch: embedder.embed_texts([it.text() for it in batch]),
+                       16, "embedding help topics", tick, cancelled)
         report.feature_sets[fs.name] = fs.count()
 
     if clip and not cancelled():
@@ -281,16 +275,22 @@ def load_sample(
         else:
             fs = _get_or_create_set(ws, CLIP_SET, embedder.size, _model_dict(clip, embedder.size), "embeddings")
             photo_items = [items[i] for i in range(len(photos)) if i in items]
-            todo = _missing(ws, fs, photo_items)
-            tick(len(photo_items) - len(todo), "embedding photos")
-            for start in range(0, len(todo), 8):
-                if cancelled():
-                    break
-                batch = todo[start : start + 8]
-                fs.features.create_many(embedder.embed_images([it.download() for it in batch]), batch)
-                tick(len(batch), "embedding photos")
+            _embed_missing(ws, fs, photo_items, lambda batch: embedder.embed_images([it.download() for it in batch]),
+                           8, "embedding photos", tick, cancelled)
             report.feature_sets[fs.name] = fs.count()
     return _finish(report, started)
+
+
+def _embed_missing(ws, fs, items, embed, batch_size: int, stage: str, tick, cancelled) -> None:
+    """Embed the items that have no vector in ``fs`` yet, a batch at a time, reporting each."""
+    todo = _missing(ws, fs, items)
+    tick(len(items) - len(todo), stage)
+    for start in range(0, len(todo), batch_size):
+        if cancelled():
+            break
+        batch = todo[start : start + batch_size]
+        fs.features.create_many(embed(batch), batch)
+        tick(len(batch), stage)
 
 
 def _finish(report: SampleReport, started: float) -> SampleReport:
