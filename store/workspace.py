@@ -166,14 +166,16 @@ class Workspace:
             raise NotFound(f"no item with id {item_id!r}; list items with `python -m store items --dataset NAME`")
         return self._item(row)
 
-    def items_by_ids(self, ids: Sequence[str]) -> dict[str, Item]:
-        found: dict[str, Item] = {}
+    def _rows_by_ids(self, sql: str, ids: Sequence[str], params: tuple = ()) -> list:
+        """Rows of ``sql`` (with ``{}`` where the id placeholders go), in chunks SQLite accepts."""
+        rows = []
         for start in range(0, len(ids), 900):
             chunk = list(ids[start : start + 900])
-            marks = ",".join("?" * len(chunk))
-            for row in self.catalog.all(f"SELECT * FROM items WHERE id IN ({marks})", chunk):
-                found[row["id"]] = self._item(row)
-        return found
+            rows += self.catalog.all(sql.format(",".join("?" * len(chunk))), [*params, *chunk])
+        return rows
+
+    def items_by_ids(self, ids: Sequence[str]) -> dict[str, Item]:
+        return {r["id"]: self._item(r) for r in self._rows_by_ids("SELECT * FROM items WHERE id IN ({})", ids)}
 
     def update_item(self, item_id: str, *, hidden: bool | None = None, metadata: dict | None = None) -> Item:
         self.get_item(item_id)
@@ -311,7 +313,7 @@ class Workspace:
         return len(ids)
 
     # ---- features ------------------------------------------------------------------
-    def _feature(self, row, size: int | None = None) -> Feature:
+    def _feature(self, row) -> Feature:
         value = np.frombuffer(row["value"], dtype=np.float32).copy()
         return Feature(
             id=row["id"], feature_set_id=row["feature_set_id"], entity_id=row["entity_id"],
@@ -352,10 +354,13 @@ class Workspace:
         return [(i, found[i]) for i in ids]
 
     def _check_values(self, fs: FeatureSet, values: Any, count: int | None) -> np.ndarray:
-        try:
-            arr = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"vector values must be numbers: {exc}") from exc
+        if isinstance(values, np.ndarray) and values.dtype == np.float32:
+            arr = values  # already float32: no float64 copy of a large bulk batch (nor overflow to check)
+        else:
+            try:
+                arr = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"vector values must be numbers: {exc}") from exc
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[1] != fs.size:
@@ -370,8 +375,7 @@ class Workspace:
             raise InvalidInput(
                 f"vector {int(np.flatnonzero(bad)[0])} holds NaN or infinity; nothing was written. Fix the values"
             )
-        too_big = np.abs(arr) > np.finfo(np.float32).max
-        if too_big.any():
+        if arr.dtype != np.float32 and (np.abs(arr) > np.finfo(np.float32).max).any():
             raise InvalidInput("a value is too large for float32; nothing was written")
         return np.ascontiguousarray(arr, dtype=np.float32)
 
@@ -381,8 +385,7 @@ class Workspace:
         entities = list(entities)
         if not entities:
             return []
-        arr = values if isinstance(values, np.ndarray) and values.dtype == np.float32 and values.ndim == 2 else None
-        arr = self._check_values(fs, values, len(entities)) if arr is None or not np.isfinite(arr).all() or arr.shape != (len(entities), fs.size) else np.ascontiguousarray(arr)
+        arr = self._check_values(fs, values, len(entities))
         resolved = self._resolve_entities(fs, entities)
         if len({e for e, _ in resolved}) != len(resolved):
             raise InvalidInput("an entity appears twice in one bulk create; give each entity one vector")
@@ -614,7 +617,6 @@ class Workspace:
                 entity_ids, dists = [e for e, k in zip(entity_ids, keep) if k], dists[keep]
             total = len(entity_ids)
             page_ids, page_d = entity_ids[query.offset :], dists[query.offset :]
-            feature_ids = None
         else:
             m = self.matrix(fs)
             rows = None if allowed is None else m.rows_for(allowed)
@@ -622,20 +624,18 @@ class Workspace:
             total = hits.total
             page_rows = hits.rows[query.offset :]
             page_ids, page_d = m.entity_ids[page_rows].tolist(), hits.distances[query.offset :]
-            feature_ids = m.feature_ids[page_rows].tolist()
-        return self._records_with_distance(query.resource, fs, page_ids, page_d, feature_ids), total
+        return self._records_with_distance(query.resource, fs, page_ids, page_d), total
 
-    def _records_with_distance(self, resource, fs, entity_ids, distances, feature_ids) -> list:
+    def _records_with_distance(self, resource, fs, entity_ids, distances) -> list:
         if resource == "items":
             found = self.items_by_ids(entity_ids)
         elif resource == "annotations":
-            found = {a: self.get_annotation(a) for a in entity_ids}
+            rows = self._rows_by_ids("SELECT * FROM annotations WHERE id IN ({})", entity_ids)
+            found = {r["id"]: self._annotation(r) for r in rows}
         else:
-            found = {}
-            for eid in entity_ids:
-                row = self.catalog.one("SELECT * FROM features WHERE feature_set_id=? AND entity_id=?", (fs.id, eid))
-                if row is not None:
-                    found[eid] = self._feature(row)
+            rows = self._rows_by_ids("SELECT * FROM features WHERE feature_set_id=? AND entity_id IN ({})", entity_ids,
+                                     (fs.id,))
+            found = {r["entity_id"]: self._feature(r) for r in rows}
         out = []
         for eid, d in zip(entity_ids, distances):
             rec = found.get(eid)
