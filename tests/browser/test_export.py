@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from store import Workspace
-from tests.browser.ui import click, fill, goto, select, settle, shot, table_cells, widget, drop_files
+from tests.browser.ui import click, fill, goto, select, settle, shot, table_cells_when, widget, drop_files
 
 pytestmark = pytest.mark.browser
 
@@ -48,5 +48,5 @@ def test_sample_data_then_export_and_import(page, server, tmp_path):
     shot(page, "export-import")
 
     goto(page, server["url"], "", "featurelab")
-    cells = table_cells(page, 0)
+    cells = table_cells_when(page, lambda c: "sample-copy" in c)
     assert "sample-copy" in cells and cells[cells.index("sample-copy") + 1] == str(header["itemCount"])

@@ -2,7 +2,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.ui import click, fill, goto, select, shot, table_cells, widget
+from tests.browser.ui import click, fill, goto, select, shot, table_cells_when, widget
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +22,7 @@ def test_create_a_set_with_a_model_and_delete_one(page, server):
     fill(page, "sets:size", "8")
     click(page, "sets:create")
     expect(page.get_by_text("Created feature set browser-scratch (size 8).")).to_be_visible()
-    cells = table_cells(page)
+    cells = table_cells_when(page, lambda c: "browser-minilm" in c and "browser-scratch" in c)
     assert "browser-minilm" in cells and "browser-scratch" in cells
     row = cells.index("browser-minilm")
     assert cells[row : row + 6] == ["browser-minilm", "384", "embeddings", "item", "all-MiniLM-L6-v2", "0"]
@@ -33,9 +33,5 @@ def test_create_a_set_with_a_model_and_delete_one(page, server):
     shot(page, "sets-confirm-delete")
     click(page, "sets:delete-yes")
     expect(page.get_by_text("Deleted feature set browser-scratch.")).to_be_visible()
-    for _ in range(40):  # the table's accessible copy refreshes a moment after the rerun
-        if "browser-scratch" not in table_cells(page):
-            break
-        page.wait_for_timeout(500)
-    assert "browser-scratch" not in table_cells(page)
+    assert "browser-scratch" not in table_cells_when(page, lambda c: "browser-scratch" not in c)
     shot(page, "sets-after-delete")

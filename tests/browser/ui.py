@@ -94,3 +94,15 @@ def table_cells(page: Page, index: int = 0) -> list[str]:
     frame.hover()
     frame.locator("td").first.wait_for(state="attached")
     return [t.strip() for t in frame.locator("td").all_inner_texts()]
+
+
+def table_cells_when(page: Page, ready, index: int = 0, timeout_s: float = 30) -> list[str]:
+    """The cells once ``ready(cells)`` holds: the table's accessible copy is redrawn a moment
+    after the rerun that changed it, so a read right after a success message may be stale."""
+    cells: list[str] = []
+    for _ in range(int(timeout_s * 2)):
+        cells = table_cells(page, index)
+        if ready(cells):
+            return cells
+        page.wait_for_timeout(500)
+    return cells
