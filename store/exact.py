@@ -109,6 +109,8 @@ def search(
     """
     ops = distance_ops or {}
     q32 = np.ascontiguousarray(query, dtype=np.float32)
+    if rows is None and not ops and limit is not None and 0 < limit < len(matrix):
+        return _top_of_all(matrix, q32, descending, limit)
     all_rows = rows is None
     if all_rows:
         rows = np.arange(len(matrix), dtype=np.int64)
@@ -148,3 +150,22 @@ def search(
     if limit is not None:
         order = order[:limit]
     return Hits(chosen_rows[order], distances[order], total)
+
+
+def _top_of_all(matrix: VectorMatrix, q32: np.ndarray, descending: bool, limit: int) -> Hits:
+    """The common case (k nearest or farthest among every vector, no distance filter) with no
+    float64 copy of the whole set: rank by ``|x|^2 - 2x.q`` in float32 (``|q|^2`` is the same
+    for every row), keep every row within the error bound of the k-th, re-measure those."""
+    q_norm = float(np.linalg.norm(q32.astype(np.float64)))
+    key = matrix.values @ q32
+    key *= np.float32(-2.0)
+    key += matrix.sq_norms
+    if descending:
+        np.negative(key, out=key)
+    kth = float(key[np.argpartition(key, limit - 1)[limit - 1]])
+    # Round the cut up, never down, when it becomes float32 for the comparison.
+    cut = np.nextafter(np.float32(kth + 2 * _error_bound(matrix, q_norm)), np.float32(np.inf))
+    chosen_rows = np.flatnonzero(key <= cut)
+    distances = exact_distances(matrix.values[chosen_rows], q32)
+    order = np.lexsort((matrix.entity_ids[chosen_rows], -distances if descending else distances))[:limit]
+    return Hits(chosen_rows[order], distances[order], len(matrix))

@@ -174,8 +174,17 @@ class Workspace:
             rows += self.catalog.all(sql.format(",".join("?" * len(chunk))), [*params, *chunk])
         return rows
 
+    _ITEM_COLUMNS = "id, dataset_id, name, dir, kind, mimetype, size, sha256, width, height, hidden, metadata, created_at"
+
     def items_by_ids(self, ids: Sequence[str]) -> dict[str, Item]:
-        return {r["id"]: self._item(r) for r in self._rows_by_ids("SELECT * FROM items WHERE id IN ({})", ids)}
+        """Items by id (missing ids left out). Rows are read by position: this runs once per
+        search page, where looking columns up by name was a tenth of the query's time."""
+        rows = self._rows_by_ids(f"SELECT {self._ITEM_COLUMNS} FROM items WHERE id IN ({{}})", ids)
+        return {
+            r[0]: Item(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]),
+                       {} if r[11] == "{}" else json.loads(r[11]), r[12], self)
+            for r in rows
+        }
 
     def update_item(self, item_id: str, *, hidden: bool | None = None, metadata: dict | None = None) -> Item:
         self.get_item(item_id)

@@ -286,3 +286,26 @@ def test_feature_vectors_resource_with_builder_join(ws_embedded):
     assert len(res.items) == 3 and res.items[0].distance == 0.0
     assert res.items[0].entity_id == next(i.id for i in items if i.name == "004.txt")
     assert res.items[1].distance <= res.items[2].distance
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_unfiltered_top_k_over_the_whole_workspace_equals_brute_force(ws_embedded, case):
+    """No item filter and no distance filter takes exact search's float32-only path: the
+    answer, ties by id included, must still be brute force's."""
+    rng = np.random.default_rng(2000 + case)
+    dim, n = int(rng.choice([3, 16, 64])), int(rng.integers(120, 260))
+    ds, fs, items, values = _fill(ws_embedded, n=n, dim=dim, seed=case)
+    if case % 2:  # a block of identical vectors straddling the k-th place
+        values = values.copy()
+        values[:40] = values[0]
+        fs.features.create_many(values[:40], [i.id for i in items[:40]])
+    by_id = {i.id: i for i in items}
+    vals = {i.id: values[int(i.name[:3])] for i in items}
+    query = values[int(rng.integers(n))] + (rng.standard_normal(dim).astype(np.float32) * 0.01 if case % 3 else 0)
+    descending = case % 4 == 3
+    k = int(rng.integers(1, 60))
+    want, want_d = _brute(by_id, vals, query, lambda it: True, None, descending)
+    res = ws_embedded.search(Filters().add_euclid(fs, query, k=k, sort="descending" if descending else "ascending"))
+    assert [i.id for i in res.items] == want[:k]
+    assert np.array_equal(np.array([i.distance for i in res.items]), want_d[:k])
+    assert res.items_count == n
