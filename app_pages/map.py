@@ -1,12 +1,28 @@
 """Map: a feature set projected to 2D or 3D (UMAP or PCA, cached on disk), coloured by
-dataset, folder, label, kind or a metadata field; a lasso or box selection shows its items."""
+dataset, folder, label, kind, a metadata field or the distance to the last search (whose
+results are ringed); a lasso or box selection shows its items, and searches from them."""
+import json
+
 import streamlit as st
 
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
-from components.scatter import COLOR_CHOICES, map_figure, projection_controls, selected_entity_ids
+from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, map_figure, projection_controls, remember,
+                                remembered, selected_entity_ids)
 from components.state import user_errors, workspace
 from store.projection import STAGE_LABELS, cached_projection, map_frame, project
+
+GALLERY_LIMIT = 60
+
+
+def search_from_here(query: str | list[float], set_id: str) -> None:
+    """Open Search with the selection's query: one point's feature id, or several points' mean."""
+    st.session_state["search:set"] = set_id
+    st.session_state["search:mode"] = "Vector or feature id"
+    st.session_state["search:vector"] = query if isinstance(query, str) else json.dumps(query)
+    st.session_state.pop("search:custom", None)
+    st.switch_page("app_pages/search.py")
+
 
 st.title("Map")
 st.caption("Each point is one vector of a feature set; close points have similar vectors. "
@@ -14,7 +30,8 @@ st.caption("Each point is one vector of a feature set; close points have similar
 
 with user_errors():
     ws = workspace()
-    fs = feature_set_picker(ws, "Feature set to map", key="map:set")
+    fs = feature_set_picker(ws, "Feature set to map", key=remembered("map:set"))
+    remember("map:set")
     if fs is not None and fs.count() == 0:
         st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
         fs = None
@@ -31,25 +48,47 @@ with user_errors():
         if projection is not None:
             how = "loaded from cache" if projection.from_cache else f"computed in {projection.details.get('seconds', 0):.1f} s"
             st.caption(f"{len(projection.entity_ids)} points · {how}")
+            last = st.session_state.get("search:last")
+            last = last if last and last.get("set_id") == fs.id else None
+            choices = {**COLOR_CHOICES, **(DISTANCE_CHOICE if last else {})}
+            if st.session_state.get(remembered("map:color")) not in choices:
+                st.session_state.pop("map:color", None)
             left, right = st.columns([1, 2])
-            color_by = left.selectbox("Colour by", list(COLOR_CHOICES), format_func=COLOR_CHOICES.get,
-                                      key="map:color")
+            color_by = left.selectbox("Colour by", list(choices), format_func=choices.get, key="map:color")
+            remember("map:color")
             fields: tuple[str, ...] = ()
             column = None if color_by == "none" else color_by
             if color_by == "metadata":
                 field = right.text_input("Metadata field", key="map:field", placeholder="e.g. user.split").strip()
                 fields = (field,) if field else ()
                 column = field or None
-            frame = map_frame(ws, projection, metadata_fields=fields)
+            distances = None
+            if color_by == "distance":
+                ids, values = ws.distances_to(fs, last["query"])
+                distances = dict(zip(ids.tolist(), values.tolist()))
+            if last:
+                right.caption(f"Ringed: the {len(last['results'])} results of the last search on this set"
+                              + (" (the star is its query)." if last.get("query_entity") else "."))
+            frame = map_frame(ws, projection, metadata_fields=fields, distances=distances)
             if column is not None and column not in frame:  # a field named like a built-in column
                 column = f"metadata.{column}"
-            event = st.plotly_chart(map_figure(frame, column), on_select="rerun",
-                                    selection_mode=("lasso", "box", "points"), key="map:chart")
+            figure = map_figure(frame, column, ringed=last["results"] if last else (),
+                                starred=last.get("query_entity") if last else None)
+            event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"),
+                                    key="map:chart")
             chosen = selected_entity_ids(event)
             if chosen:
                 rows = frame[frame["entity_id"].isin(chosen)]
-                items = ws.items_by_ids([i for i in dict.fromkeys(rows["item_id"]) if i])
+                item_ids = [i for i in dict.fromkeys(rows["item_id"]) if i]
                 st.subheader(f"{len(rows)} selected")
-                item_gallery(list(items.values()), columns=6, key="map:selection")
+                if st.button("Search from here", key="map:search-here", icon=":material/travel_explore:",
+                             help="Search this set for the nearest neighbours of the selection "
+                                  "(one point: its vector; several: their mean)"):
+                    search_from_here(ws.query_for_entities(fs, chosen), fs.id)
+                shown = item_ids[:GALLERY_LIMIT]
+                if len(item_ids) > len(shown):
+                    st.caption(f"Showing the first {len(shown)} of {len(item_ids)} items.")
+                items = ws.items_by_ids(shown)
+                item_gallery([items[i] for i in shown if i in items], columns=6, key="map:selection")
             elif params["dims"] == 2:
                 st.caption("Drag on the map to draw a lasso (the box is in the chart's toolbar).")

@@ -7,7 +7,8 @@ import streamlit as st
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
 from components.results import parse_vector_or_id, results_table, rows
-from components.search import distance_ceiling, embed_query, item_filter_conditions
+from components.search import (distance_ceiling, distance_histogram, embed_query, item_filter_conditions,
+                               query_distances)
 from components.state import user_errors, workspace
 from store import Filters, InvalidInput, Item
 
@@ -131,6 +132,18 @@ with user_errors():
                      + (f" of {pages.items_count}" if pages.items_count > len(found) else ""))
         if not found:
             st.info("Nothing matched: raise the max distance, loosen the filters, or check the feature set.")
+        if custom is None and found:
+            query_entity = st.session_state.get("search:item") if mode == "Item" else None
+            st.session_state["search:last"] = {"set_id": fs.id, "query": query_input, "query_entity": query_entity,
+                                               "results": [r.id for r in found]}
+            limit = None if max_distance >= ceiling else max_distance
+            st.plotly_chart(distance_histogram(query_distances(ws, fs, query_input), kth=found[-1].distance,
+                                               max_distance=limit), key="search:histogram")
+            if st.button("Show on map", key="search:show-on-map", icon=":material/scatter_plot:",
+                         help="The Map page, coloured by distance to this query, its results ringed"):
+                st.session_state["map:set"] = fs.id
+                st.session_state["map:color"] = "distance"
+                st.switch_page("app_pages/map.py")
         shown = [r for r in found if isinstance(r, Item)]
         item_gallery(shown, key="search:results", columns=6, on_more=more_like_this)
         results_table(rows(found, dataset_names), key="search:results")

@@ -2,7 +2,7 @@
 scatter3d in 3D) and reading which points a lasso or box selected."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import streamlit as st
@@ -12,11 +12,32 @@ from store.projection import METRICS
 METHOD_LABELS = {"umap": "UMAP", "pca": "PCA"}
 COLOR_CHOICES = {"dataset": "Dataset", "dir": "Folder", "label": "Label", "kind": "Kind",
                  "metadata": "A metadata field…", "none": "Nothing"}
+DISTANCE_CHOICE = {"distance": "Distance to the last search"}
 NONE_TEXT = "(none)"
 
 
+def remembered(widget_key: str) -> str:
+    """``widget_key``, given back its last value when the user comes back to the page:
+    Streamlit forgets a widget's state on a page that was not shown, so the value is also
+    kept under a key of its own."""
+    shadow = f"_kept:{widget_key}"
+    if widget_key not in st.session_state and shadow in st.session_state:
+        st.session_state[widget_key] = st.session_state[shadow]
+    return widget_key
+
+
+def remember(*widget_keys: str) -> None:
+    for widget_key in widget_keys:
+        if widget_key in st.session_state:
+            st.session_state[f"_kept:{widget_key}"] = st.session_state[widget_key]
+
+
 def projection_controls(*, key: str) -> dict[str, Any]:
-    """The parameters of ``store.projection.project`` (method, dims and UMAP's own)."""
+    """The parameters of ``store.projection.project`` (method, dims and UMAP's own), kept
+    while the user visits other pages."""
+    keys = [f"{key}:{name}" for name in ("method", "dims", "n_neighbors", "min_dist", "metric")]
+    for widget_key in keys:
+        remembered(widget_key)
     left, mid = st.columns(2)
     method = left.radio("Method", list(METHOD_LABELS), format_func=METHOD_LABELS.get, horizontal=True,
                         key=f"{key}:method", help="UMAP keeps neighbourhoods; PCA is the quick, linear look.")
@@ -30,6 +51,7 @@ def projection_controls(*, key: str) -> dict[str, Any]:
         params["min_dist"] = b.slider("min_dist", 0.0, 1.0, 0.1, step=0.01, key=f"{key}:min_dist",
                                       help="How tightly points may pack together.")
         params["metric"] = c.selectbox("Metric", list(METRICS), key=f"{key}:metric")
+    remember(*keys)
     return params
 
 
@@ -46,9 +68,11 @@ def color_column(frame: pd.DataFrame, column: str | None) -> tuple[pd.Series | N
     return values.map(lambda v: NONE_TEXT if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)), False
 
 
-def map_figure(frame: pd.DataFrame, color: str | None = None, *, height: int = 650):
+def map_figure(frame: pd.DataFrame, color: str | None = None, *, height: int = 650,
+               ringed: Sequence[str] = (), starred: str | None = None):
     """Points at x, y (z), coloured by ``color`` (a column of ``frame``), the item name on
-    hover; each point carries its entity id as ``customdata``."""
+    hover; each point carries its entity id as ``customdata``. ``ringed`` entities (a
+    search's results) get a ring, ``starred`` (its query) a star."""
     import plotly.express as px
 
     data = frame.copy()
@@ -61,6 +85,8 @@ def map_figure(frame: pd.DataFrame, color: str | None = None, *, height: int = 6
                   labels={"_color": color or ""},
                   hover_data={axis: False for axis in ("x", "y", "z") if axis in data}
                   | ({"_color": True} if values is not None else {}))
+    if continuous:  # every shade stays visible on white
+        common["color_continuous_scale"] = "Viridis"
     if values is not None and not continuous:
         common["category_orders"] = {"_color": sorted(data["_color"].unique(), key=lambda v: (v == NONE_TEXT, v))}
     if "z" in data:
@@ -71,7 +97,27 @@ def map_figure(frame: pd.DataFrame, color: str | None = None, *, height: int = 6
         fig.update_traces(marker={"size": 6, "opacity": 0.85})
         fig.update_layout(dragmode="lasso")
     fig.update_layout(margin={"l": 0, "r": 0, "t": 30, "b": 0}, legend_title_text=color or "")
+    _mark(fig, data, ringed, "search results", {"symbol": "circle-open", "size": 13, "color": "#d62728",
+                                                "line": {"width": 2}})
+    _mark(fig, data, [starred] if starred else [], "query", {"symbol": "star", "size": 18, "color": "#ffbf00",
+                                                              "line": {"width": 1, "color": "black"}})
     return fig
+
+
+def _mark(fig, data: pd.DataFrame, entity_ids: Sequence[str], name: str, marker: dict) -> None:
+    """Draw some points again on top, marked (a selection still reads their entity ids)."""
+    import plotly.graph_objects as go
+
+    rows = data[data["entity_id"].isin(set(entity_ids))]
+    if rows.empty:
+        return
+    common = dict(mode="markers", name=name, marker=marker, customdata=rows[["entity_id"]].to_numpy(),
+                  text=rows["name"], hovertemplate=f"%{{text}} ({name})<extra></extra>")
+    if "z" in data:
+        marker = {**marker, "size": marker["size"] // 2, "symbol": "circle-open" if "open" in marker["symbol"] else "diamond"}
+        fig.add_trace(go.Scatter3d(x=rows["x"], y=rows["y"], z=rows["z"], **{**common, "marker": marker}))
+    else:
+        fig.add_trace(go.Scattergl(x=rows["x"], y=rows["y"], **common))
 
 
 def selected_entity_ids(event: Mapping[str, Any] | None) -> list[str]:

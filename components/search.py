@@ -91,3 +91,33 @@ def item_filter_conditions(datasets: Sequence[Dataset], *, key: str, items: bool
             name = name if name.startswith("metadata.") else f"metadata.{name}"
             conditions.append((name, _typed_value(value.strip()), op.lstrip("$")))
     return conditions
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _profile(_ws: Workspace, set_id: str, version: int, query_json: str) -> np.ndarray:
+    fs = _ws.feature_sets.get(feature_set_id=set_id)
+    return _ws.distances_to(fs, json.loads(query_json))[1]
+
+
+def query_distances(ws: Workspace, fs: FeatureSet, query: Any) -> np.ndarray:
+    """The distance of every vector of ``fs`` to the query (cached per set version and query)."""
+    return _profile(ws, fs.id, fs.version, json.dumps(query))
+
+
+def distance_histogram(distances: np.ndarray, *, kth: float | None, max_distance: float | None, bins: int = 60):
+    """How the set lies around the query: a histogram of distances (binned here, so 100k
+    vectors cost a few bars, not 100k numbers in the browser), with the k-th result and the
+    distance limit drawn as lines."""
+    import plotly.graph_objects as go
+
+    counts, edges = np.histogram(distances, bins=bins)
+    fig = go.Figure(go.Bar(x=((edges[:-1] + edges[1:]) / 2).tolist(), y=counts.tolist(), width=np.diff(edges).tolist(),
+                           marker_color="#7f9cc9", hovertemplate="distance %{x:.3f}: %{y} vectors<extra></extra>"))
+    if kth is not None:
+        fig.add_vline(x=kth, line_color="#d62728", annotation_text="k-th result", annotation_position="top left")
+    if max_distance is not None:
+        fig.add_vline(x=max_distance, line_color="#2ca02c", line_dash="dash", annotation_text="max distance",
+                      annotation_position="top right")
+    fig.update_layout(height=220, margin={"l": 0, "r": 0, "t": 30, "b": 0}, bargap=0,
+                      xaxis_title="distance to the query", yaxis_title="vectors")
+    return fig

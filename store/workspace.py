@@ -601,6 +601,26 @@ class Workspace:
             raise InvalidInput(f"the query has size {vec.shape[0]} but feature set {fs.name!r} holds size {fs.size}")
         return vec
 
+    def distances_to(self, fs: FeatureSet, value: list[float] | str | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every vector's distance to a query (a vector or a feature id): ``(entity_ids,
+        distances)`` in the set's own order. For pictures (a histogram, a map's colours):
+        float32 precision, not the exact ranking that ``search`` gives."""
+        vec = self.query_vector(fs, value)
+        m = self.matrix(fs)
+        squared = m.sq_norms - 2 * (m.values @ vec) + np.float32(vec @ vec)
+        return m.entity_ids, np.sqrt(np.maximum(squared, 0, out=squared))
+
+    def query_for_entities(self, fs: FeatureSet, entity_ids: Sequence[str]) -> str | list[float]:
+        """A query standing for some of a set's entities ("search from here"): the feature id
+        of a single entity, or the mean of several entities' vectors."""
+        m = self.matrix(fs)
+        rows = m.rows_for(list(dict.fromkeys(entity_ids)))
+        if len(rows) == 0:
+            raise InvalidInput(f"none of the chosen points has a vector in {fs.name!r} any more; select again")
+        if len(rows) == 1:
+            return str(m.feature_ids[rows[0]])
+        return m.values[rows].astype(np.float64).mean(axis=0).astype(np.float32).tolist()
+
     def _vector_search(self, query: q.Query, dataset_id: str | None) -> tuple[list, int]:
         clause = query.vector
         fs = self.feature_sets.resolve(clause.feature_set_id)  # an id, or (for hand-written files) a name

@@ -56,3 +56,20 @@ def test_project_and_lasso_fills_the_gallery(page, server):
     assert captions.count(f"{side}/m") == 20 and f"{other}/" not in captions
     widget(page, "map:selection:cell:0").scroll_into_view_if_needed()
     shot(page, "map-lasso-selection")
+    # "Search from here": the Search page, queried with the mean of the lassoed cluster,
+    # whose nearest neighbours are that same cluster.
+    click(page, "map:search-here")
+    expect(page.get_by_role("heading", name="Search", exact=True)).to_be_visible(timeout=30_000)
+    settle(page)
+    results = page.locator('[class*="st-key-search-results-cell-"]')
+    expect(results).to_have_count(12, timeout=30_000)
+    found = " ".join(results.all_inner_texts())
+    assert found.count(f"{side}/m") == 12 and f"{other}/" not in found
+    expect(widget(page, "search:histogram")).to_be_visible()
+
+    # And back: "Show on map" rings those results on the map, coloured by distance.
+    click(page, "search:show-on-map")
+    expect(page.get_by_role("heading", name="Map", exact=True)).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Ringed: the 12 results of the last search on this set")).to_be_visible(timeout=30_000)
+    settle(page)
+    shot(page, "map-search-results-ringed")

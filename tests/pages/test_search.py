@@ -174,3 +174,37 @@ def test_image_search_by_a_dropped_image(open_page, app_ws, tiny_clip_model):
     at.run()
     at.selectbox(key="search:set").select(plain.id).run()
     assert not at.exception and "no model to turn an image into a vector" in at.error[0].value
+
+
+def test_distance_histogram_and_show_on_map(open_page, space):
+    at = ok(_by_vector(open_page("app_pages/search.py"), "[0, 0, 0]"))
+    at.slider(key="search:k").set_value(2).run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bars = spec["data"][0]
+    assert sum(bars["y"]) == 4  # every vector of the set, hidden ones too
+    xs = sorted(s["x0"] for s in spec["layout"]["shapes"])
+    assert xs == [pytest.approx(1.0)]  # the k-th (2nd) result is x1 at distance 1; no distance limit set
+    last = at.session_state["search:last"]
+    assert last["set_id"] == space["fs"].id and last["results"] == [space["items"][n].id for n in ("origin.png", "x1.png")]
+
+    at.button(key="search:show-on-map").click().run()
+    ok(at)
+    assert at.title[0].value == "Map"
+    at.switch_page("app_pages/map.py")  # AppTest's later runs return to the page it was told, not the switched one
+    at.radio(key="map:method").set_value("pca").run()
+    at.button(key="map:project").click().run()
+    assert at.selectbox(key="map:color").value == "distance"
+    spec = json.loads(ok(at).get("plotly_chart")[0].proto.spec)
+    by_name = dict(zip(_plain(spec["data"][0]["hovertext"]), _plain(spec["data"][0]["marker"]["color"])))
+    assert by_name["z3.txt"] == pytest.approx(3.0) and by_name["origin.png"] == pytest.approx(0.0)
+    ringed = next(t for t in spec["data"] if t.get("name") == "search results")
+    assert sorted(_plain(ringed["text"])) == ["origin.png", "x1.png"]
+
+
+def _plain(values):
+    """A plotly array as a list (plotly sends numeric arrays as base64 typed arrays)."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)

@@ -309,3 +309,22 @@ def test_unfiltered_top_k_over_the_whole_workspace_equals_brute_force(ws_embedde
     assert [i.id for i in res.items] == want[:k]
     assert np.array_equal(np.array([i.distance for i in res.items]), want_d[:k])
     assert res.items_count == n
+
+
+def test_distances_to_every_vector_and_a_query_for_a_selection(ws_embedded):
+    ds, fs, items, values = _fill(ws_embedded, n=30, dim=8, seed=3)
+    entity_ids, distances = ws_embedded.distances_to(fs, values[4])
+    row = {e: i for i, e in enumerate(entity_ids.tolist())}
+    want = np.sqrt(((values.astype(np.float64) - values[4].astype(np.float64)) ** 2).sum(1))
+    got = np.array([distances[row[it.id]] for it in items])
+    assert np.allclose(got, want[[int(it.name[:3]) for it in items]], atol=3e-3)  # float32: a picture, not a ranking
+    assert distances[row[items[4].id]] == pytest.approx(0, abs=3e-3)
+
+    one = ws_embedded.query_for_entities(fs, [items[2].id])
+    assert one == fs.features.list(entity_id=items[2].id).items[0].id  # a single point: its own feature
+    several = ws_embedded.query_for_entities(fs, [items[1].id, items[2].id, items[2].id])
+    assert np.allclose(several, (values[1].astype(np.float64) + values[2]) / 2, atol=1e-6)
+    with pytest.raises(InvalidInput, match="select again"):
+        ws_embedded.query_for_entities(fs, ["no-such-entity"])
+    with pytest.raises(InvalidInput, match="size 3"):
+        ws_embedded.distances_to(fs, [1.0, 2.0, 3.0])
