@@ -15,6 +15,14 @@ from store.projection import STAGE_LABELS, cached_projection, map_frame, project
 GALLERY_LIMIT = 60
 
 
+@st.cache_resource(max_entries=4, show_spinner="Reading the items on the map…")
+def map_points(_ws, _projection, set_id: str, version: int, params: str, fields: tuple[str, ...],
+               catalog_stamp: tuple[int, int]):
+    """The map's table (one row per point), kept across reruns and sessions until the
+    catalog changes: a lasso over 100k points must not re-read 100k items. Never mutated."""
+    return map_frame(_ws, _projection, metadata_fields=fields)
+
+
 def search_from_here(query: str | list[float], set_id: str) -> None:
     """Open Search with the selection's query: one point's feature id, or several points' mean."""
     st.session_state["search:set"] = set_id
@@ -69,14 +77,17 @@ with user_errors():
             if last:
                 right.caption(f"Ringed: the {len(last['results'])} results of the last search on this set"
                               + (" (the star is its query)." if last.get("query_entity") else "."))
-            frame = map_frame(ws, projection, metadata_fields=fields, distances=distances)
+            frame = map_points(ws, projection, fs.id, projection.version, json.dumps(projection.params, sort_keys=True),
+                               fields, ws.catalog.change_stamp())
+            if distances is not None:
+                frame = frame.assign(distance=frame["entity_id"].map(distances).astype(float))
             if column is not None and column not in frame:  # a field named like a built-in column
                 column = f"metadata.{column}"
             figure = map_figure(frame, column, ringed=last["results"] if last else (),
                                 starred=last.get("query_entity") if last else None)
             event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"),
                                     key="map:chart")
-            chosen = selected_entity_ids(event)
+            chosen = selected_entity_ids(event, frame)
             if chosen:
                 rows = frame[frame["entity_id"].isin(chosen)]
                 item_ids = [i for i in dict.fromkeys(rows["item_id"]) if i]

@@ -131,6 +131,12 @@ class Catalog:
         with self.lock:
             return self.conn.execute(sql, params).fetchall()
 
+    def change_stamp(self) -> tuple[int, int]:
+        """Changes whenever the catalog does: rows this connection wrote, and SQLite's counter
+        of commits by other connections. Keys caches of things derived from the catalog."""
+        with self.lock:
+            return self.conn.total_changes, self.conn.execute("PRAGMA data_version").fetchone()[0]
+
     def scalar(self, sql: str, params: tuple | list = ()) -> Any:
         row = self.one(sql, params)
         return None if row is None else row[0]

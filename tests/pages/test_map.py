@@ -60,10 +60,10 @@ def test_project_with_pca_then_cache(open_page, small, app_ws):
     at.button(key="map:project").click().run()
     ok(at)
     spec = _spec(at)
-    points = [(name, cd[0]) for trace in spec["data"] for name, cd in zip(trace["hovertext"], trace["customdata"])]
+    points = [(name, row) for trace in spec["data"] for name, row in zip(_plain(trace["hovertext"]), _plain(trace["customdata"]))]
     assert len(points) == 40
     assert {n for n, _ in points} == {f"{i}.txt" for i in range(40)}  # the hover shows each item's name
-    assert {e for _, e in points} == {i.id for i in small["items"]}
+    assert sorted(r for _, r in points) == list(range(40))  # each point knows its row of the map's table
     assert all(t["type"] == "scattergl" for t in spec["data"])
     assert {t["name"] for t in spec["data"]} == {"small"}  # coloured by dataset by default
     assert "computed in" in texts(at)
@@ -92,7 +92,7 @@ def test_project_with_pca_then_cache(open_page, small, app_ws):
     again.button(key="map:project").click().run()
     spec = _spec(ok(again))
     assert all(t["type"] == "scatter3d" for t in spec["data"])
-    assert all("z" in t for t in spec["data"]) and sum(len(t["hovertext"]) for t in spec["data"]) == 40
+    assert all("z" in t for t in spec["data"]) and sum(len(_plain(t["hovertext"])) for t in spec["data"]) == 40
     assert len(_cache_files(app_ws)) == 2
 
 
@@ -103,9 +103,25 @@ def test_selection_reader_and_figure():
                           "name": ["A", None, "C"], "score": [1.0, 2.0, 3.0]})
     fig = map_figure(frame, "score")
     assert fig.data[0].type == "scattergl" and list(fig.data[0].hovertext) == ["A", "(none)", "C"]
-    assert fig.layout.coloraxis.colorbar.title.text == "score"  # numbers get a continuous scale
-    event = {"selection": {"points": [{"customdata": ["c"]}, {"customdata": ["a"]}, {"customdata": ["c"]}],
+    assert fig.data[0].marker.colorbar.title.text == "score"  # numbers get a continuous scale
+    assert list(fig.data[0].marker.color) == [1.0, 2.0, 3.0]
+    event = {"selection": {"points": [{"customdata": 2}, {"customdata": [0]}, {"customdata": 2}, {"customdata": 9}],
                            "point_indices": [2, 0], "box": [], "lasso": [{}]}}
-    assert selected_entity_ids(event) == ["c", "a"]
-    assert selected_entity_ids({"selection": {"points": []}}) == []
-    assert selected_entity_ids(None) == []
+    assert selected_entity_ids(event, frame) == ["c", "a"]  # rows of the frame; out of range ignored
+    assert selected_entity_ids({"selection": {"points": []}}, frame) == []
+    assert selected_entity_ids(None, frame) == []
+    # Missing numbers are grey, not dropped; categories get a trace each, "(none)" last.
+    frame.loc[1, "score"] = float("nan")
+    fig = map_figure(frame, "score")
+    assert [list(t.customdata) for t in fig.data] == [[0, 2], [1]] and fig.data[1].marker.color == "#bbbbbb"
+    frame["kind"] = ["text", None, "image"]
+    assert [t.name for t in map_figure(frame, "kind").data] == ["image", "text", "(none)"]
+
+
+def _plain(values):
+    """A plotly array as a list (plotly sends numeric arrays as base64 typed arrays)."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)

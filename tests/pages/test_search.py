@@ -198,7 +198,7 @@ def test_distance_histogram_and_show_on_map(open_page, space):
     by_name = dict(zip(_plain(spec["data"][0]["hovertext"]), _plain(spec["data"][0]["marker"]["color"])))
     assert by_name["z3.txt"] == pytest.approx(3.0) and by_name["origin.png"] == pytest.approx(0.0)
     ringed = next(t for t in spec["data"] if t.get("name") == "search results")
-    assert sorted(_plain(ringed["text"])) == ["origin.png", "x1.png"]
+    assert sorted(_plain(ringed["hovertext"])) == ["origin.png", "x1.png"]
 
 
 def _plain(values):

@@ -1,0 +1,118 @@
+"""A cached 100k-point map in Chromium: how long the Map page takes to draw it, and how long
+a lasso over it takes to answer (the gallery of the selection shows). Target: each within
+2 s. Baseline, same run: the same page over a 2,000-point map.
+
+    .venv/bin/python bench/map_browser.py [--n 100000] [--runs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from store import Workspace  # noqa: E402
+from store.projection import project  # noqa: E402
+from store_search import clustered  # noqa: E402
+from tests.browser.app_server import CHROMIUM_ARGS, chromium_path, running_app  # noqa: E402
+from tests.browser.ui import choose, goto, select, settle  # noqa: E402
+
+DIM = 32  # what the map draws does not depend on the vectors' size; a small one fills faster
+
+
+def build(home: Path, sizes: list[int]) -> None:
+    """One dataset and one feature set per size, each with its PCA map in the disk cache."""
+    ws = Workspace.open(str(home))
+    try:
+        for n in sizes:
+            ws_items = workspace_with_items_in(ws, n)
+            fs = ws.feature_sets.create(name=f"map-{n}", size=DIM)
+            fs.features.create_many(clustered(n, DIM, seed=n), ws_items)
+            project(ws, fs, method="pca", dims=2)
+    finally:
+        ws.close()
+
+
+def workspace_with_items_in(ws: Workspace, n: int) -> list[str]:
+    """Items straight into the catalog (files play no part in drawing a map); kind "other",
+    so the selection's gallery shows names without reading any file."""
+    ds = ws.datasets.create(f"items-{n}")
+    now = time.time()
+    rows = [(f"{n:08x}{i:016x}", ds.id, f"{i:06d}.bin", f"/part{i % 7}", "other", "application/octet-stream", 1,
+             f"{i:064x}", None, None, 0, "{}", now) for i in range(n)]
+    with ws.catalog.transaction() as c:
+        c.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    return [r[0] for r in rows]
+
+
+def draw_and_lasso(page, url: str, n: int) -> tuple[float, float, int]:
+    goto(page, url, "map", "Map")
+    select(page, "map:set", f"map-{n} · size {DIM}")
+    t0 = time.perf_counter()
+    choose(page, "map:method", "PCA")  # the cached map: the page reads it and draws it
+    page.get_by_text(f"{n} points").wait_for(timeout=120_000)
+    drag = page.locator(".js-plotly-plot .nsewdrag").first
+    drag.wait_for(timeout=120_000)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot canvas') !== null", timeout=120_000)
+    settle(page, timeout=120_000)
+    draw_s = time.perf_counter() - t0
+    box = drag.bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    path = [(0.05, 0.05), (0.3, 0.05), (0.3, 0.95), (0.05, 0.95), (0.05, 0.06)]
+    page.mouse.move(x0 + path[0][0] * w, y0 + path[0][1] * h)
+    page.mouse.down()
+    for fx, fy in path[1:]:
+        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=8)
+    t1 = time.perf_counter()
+    page.mouse.up()
+    page.get_by_text(" selected").first.wait_for(timeout=120_000)
+    settle(page, timeout=120_000)
+    lasso_s = time.perf_counter() - t1
+    selected = int(page.get_by_text(" selected").first.inner_text().split()[0])
+    return draw_s, lasso_s, selected
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--baseline-n", type=int, default=2_000)
+    p.add_argument("--runs", type=int, default=3)
+    a = p.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "ws"
+        t = time.perf_counter()
+        build(home, [a.baseline_n, a.n])
+        print(f"workspace with {a.baseline_n} and {a.n} points and their cached PCA maps: {time.perf_counter() - t:.0f} s")
+        with running_app(home, Path(tmp) / "streamlit.log") as app, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+            results: dict[int, list[tuple[float, float, int]]] = {a.baseline_n: [], a.n: []}
+            for _ in range(a.runs):
+                for n in (a.baseline_n, a.n):
+                    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                    page = context.new_page()
+                    results[n].append(draw_and_lasso(page, app.url, n))
+                    context.close()
+            browser.close()
+    print(f"| points | draw the cached map (median of {a.runs}) | lasso to gallery (median) | points lassoed |")
+    print("| --- | --- | --- | --- |")
+    for n, runs in results.items():
+        print(f"| {n} | {statistics.median(r[0] for r in runs):.2f} s | {statistics.median(r[1] for r in runs):.2f} s "
+              f"| {runs[-1][2]} |")
+    big, small = results[a.n], results[a.baseline_n]
+    print(f"{a.n} vs {a.baseline_n} points: draw {statistics.median(r[0] for r in big) / statistics.median(r[0] for r in small):.1f}x, "
+          f"lasso {statistics.median(r[1] for r in big) / statistics.median(r[1] for r in small):.1f}x the time "
+          f"(target: each under 2 s at {a.n})")
+
+
+if __name__ == "__main__":
+    main()
