@@ -23,7 +23,7 @@ from store import Workspace  # noqa: E402
 from store.projection import project  # noqa: E402
 from store_search import clustered  # noqa: E402
 from tests.browser.app_server import CHROMIUM_ARGS, chromium_path, running_app  # noqa: E402
-from tests.browser.ui import choose, goto, select, settle  # noqa: E402
+from tests.browser.ui import goto, select, settle, widget  # noqa: E402
 
 DIM = 32  # what the map draws does not depend on the vectors' size; a small one fills faster
 
@@ -54,16 +54,18 @@ def workspace_with_items_in(ws: Workspace, n: int) -> list[str]:
 
 
 def draw_and_lasso(page, url: str, n: int) -> tuple[float, float, int]:
+    """Seconds from choosing the cached map to its plot on screen, and from releasing a
+    lasso to the selection's heading; no fixed waits inside either."""
     goto(page, url, "map", "Map")
     select(page, "map:set", f"map-{n} · size {DIM}")
     t0 = time.perf_counter()
-    choose(page, "map:method", "PCA")  # the cached map: the page reads it and draws it
+    widget(page, "map:method").get_by_text("PCA", exact=True).click()
     page.get_by_text(f"{n} points").wait_for(timeout=120_000)
-    drag = page.locator(".js-plotly-plot .nsewdrag").first
-    drag.wait_for(timeout=120_000)
-    page.wait_for_function("() => document.querySelector('.js-plotly-plot canvas') !== null", timeout=120_000)
-    settle(page, timeout=120_000)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot .gl-canvas-context') !== null"
+                           " || document.querySelector('.js-plotly-plot canvas') !== null", timeout=120_000)
     draw_s = time.perf_counter() - t0
+    settle(page, timeout=120_000)
+    drag = page.locator(".js-plotly-plot .nsewdrag").first
     box = drag.bounding_box()
     x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
     path = [(0.05, 0.05), (0.3, 0.05), (0.3, 0.95), (0.05, 0.95), (0.05, 0.06)]
@@ -73,10 +75,11 @@ def draw_and_lasso(page, url: str, n: int) -> tuple[float, float, int]:
         page.mouse.move(x0 + fx * w, y0 + fy * h, steps=8)
     t1 = time.perf_counter()
     page.mouse.up()
-    page.get_by_text(" selected").first.wait_for(timeout=120_000)
-    settle(page, timeout=120_000)
+    heading = page.get_by_role("heading").filter(has_text=" selected")
+    heading.wait_for(timeout=120_000)
     lasso_s = time.perf_counter() - t1
-    selected = int(page.get_by_text(" selected").first.inner_text().split()[0])
+    selected = int(heading.inner_text().split()[0])
+    settle(page, timeout=120_000)
     return draw_s, lasso_s, selected
 
 
@@ -103,16 +106,16 @@ def main() -> None:
                     results[n].append(draw_and_lasso(page, app.url, n))
                     context.close()
             browser.close()
-    print(f"| points | draw the cached map (median of {a.runs}) | lasso to gallery (median) | points lassoed |")
+    print("| points | draw the cached map: first visit, then each later one | lasso to gallery (median) | points lassoed |")
     print("| --- | --- | --- | --- |")
     for n, runs in results.items():
-        print(f"| {n} | {statistics.median(r[0] for r in runs):.2f} s | {statistics.median(r[1] for r in runs):.2f} s "
+        later = statistics.median(r[0] for r in runs[1:]) if len(runs) > 1 else float("nan")
+        print(f"| {n} | {runs[0][0]:.2f} s, then {later:.2f} s | {statistics.median(r[1] for r in runs):.2f} s "
               f"| {runs[-1][2]} |")
     big, small = results[a.n], results[a.baseline_n]
-    print(f"{a.n} vs {a.baseline_n} points: draw {statistics.median(r[0] for r in big) / statistics.median(r[0] for r in small):.1f}x, "
+    print(f"{a.n} vs {a.baseline_n} points, same run: first draw {big[0][0] / small[0][0]:.1f}x, "
           f"lasso {statistics.median(r[1] for r in big) / statistics.median(r[1] for r in small):.1f}x the time "
           f"(target: each under 2 s at {a.n})")
-
 
 if __name__ == "__main__":
     main()

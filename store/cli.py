@@ -19,7 +19,8 @@ from .filters import Filters
 COMMANDS: dict[str, Callable] = {}
 ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 # Modules that add their own commands with @command(arguments=...); imported by build_parser.
-PLUGIN_MODULES: list[str] = ["store.cli_project", "store.cli_embed", "store.samples"]
+PLUGIN_MODULES: list[str] = ["store.cli_project", "store.cli_embed", "store.samples", "store.cli_curate",
+                              "store.cli_collections"]
 
 
 def command(fn: Callable | None = None, *, arguments: Callable[[argparse.ArgumentParser], None] | None = None):

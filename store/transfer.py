@@ -84,10 +84,13 @@ def export_dataset(
     include_annotations: bool = True,
     export_type: str | None = None,
     progress: ProgressFn | None = None,
+    item_ids: Iterable[str] | None = None,
 ) -> Path:
     """Write ``dataset`` to ``local_path`` (a new folder, or a ``.zip`` file when the path
     ends in .zip or ``export_type='zip'``). Returns the path written. The output appears
-    whole or not at all: it is built under a temporary name and renamed at the end."""
+    whole or not at all: it is built under a temporary name and renamed at the end.
+    ``item_ids``: export only these items (from any dataset; ``dataset`` then only names the
+    export), in the order given; see ``store.selection.export_selection``."""
     target = Path(local_path)
     as_zip = export_type == "zip" or (export_type is None and target.suffix.lower() == ".zip")
     if as_zip and target.suffix.lower() != ".zip":
@@ -96,7 +99,7 @@ def export_dataset(
         raise InvalidInput(f"{target} already exists; choose a new {'file' if as_zip else 'empty folder'} to export to")
     sets = _selected_sets(ws, include_feature_vectors, feature_sets, feature_vector_filters)
     vectors = _vectors_by_entity(ws, sets)
-    items = list(dataset.items.list().all())
+    items = list(dataset.items.list().all()) if item_ids is None else _items_by_ids(ws, item_ids)
     header = {
         "format": FORMAT,
         "exportedAt": time.time(),
@@ -141,6 +144,15 @@ def export_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _items_by_ids(ws: "Workspace", item_ids: Iterable[str]) -> list:
+    ids = list(dict.fromkeys(item_ids))
+    found = ws.items_by_ids(ids)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"no item(s) with id {missing[:5]} ({len(missing)} in all); nothing was exported")
+    return [found[i] for i in ids]
 
 
 def _remove_dead_partials(target: Path) -> None:
@@ -252,8 +264,7 @@ def import_dataset(
 
     # Build under a staging name and rename in one transaction at the end: a killed import
     # leaves no half dataset behind (the next open removes the staging one; see below).
-    ds = _create_dataset(ws, f"{STAGING_PREFIX}{new_id()}", header["dataset"].get("id"))
-    ws.catalog.set_meta(f"importing:{ds.id}", str(os.getpid()))
+    ds = _create_staging(ws, header["dataset"].get("id"))
     try:
         id_map: dict[str, str] = {}
         for done, rec in enumerate(records, 1):
@@ -328,13 +339,16 @@ def _collect_vectors(records: list[dict], set_map: dict[str, str]) -> dict[str, 
     return out
 
 
-def _create_dataset(ws: "Workspace", name: str, wanted_id: str | None) -> Dataset:
-    ds = ws.datasets.create(name)
-    if wanted_id and ws.catalog.one("SELECT 1 FROM datasets WHERE id=?", (wanted_id,)) is None:
-        with ws.catalog.transaction() as c:
-            c.execute("UPDATE datasets SET id=? WHERE id=?", (wanted_id, ds.id))
-        ds = ws.datasets.get(dataset_id=wanted_id)
-    return ds
+def _create_staging(ws: "Workspace", wanted_id: str | None) -> Dataset:
+    """The staging dataset (with the export's id when free) and the marker naming this
+    process, in one transaction: a kill cannot leave a staging dataset that no open removes."""
+    with ws.catalog.transaction() as c:
+        free = wanted_id and c.execute("SELECT 1 FROM datasets WHERE id=?", (wanted_id,)).fetchone() is None
+        ds_id = wanted_id if free else new_id()
+        c.execute("INSERT INTO datasets (id, name, created_at) VALUES (?,?,?)",
+                  (ds_id, f"{STAGING_PREFIX}{new_id()}", time.time()))
+        c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", (f"importing:{ds_id}", str(os.getpid())))
+    return ws.datasets.get(dataset_id=ds_id)
 
 
 def _insert_item(ws: "Workspace", ds: Dataset, rec: dict, data: bytes, facts: FileFacts) -> dict[str, str]:

@@ -65,3 +65,14 @@ def tiny_clip(folder) -> str:
             "preprocess_cfg": {"mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276]},
         }))
     return f"local-dir:{folder.resolve()}"
+
+
+def plotly_values(values) -> list:
+    """A plotly array as a list (plotly sends numeric arrays as base64 typed arrays)."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)

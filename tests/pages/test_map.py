@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from components.scatter import map_figure, selected_entity_ids
-from tests.pages.helpers import ok, texts
+from tests.pages.helpers import ok, texts, plotly_values
 
 PAGE = "app_pages/map.py"
 
@@ -60,7 +60,7 @@ def test_project_with_pca_then_cache(open_page, small, app_ws):
     at.button(key="map:project").click().run()
     ok(at)
     spec = _spec(at)
-    points = [(name, row) for trace in spec["data"] for name, row in zip(_plain(trace["hovertext"]), _plain(trace["customdata"]))]
+    points = [(name, row) for trace in spec["data"] for name, row in zip(plotly_values(trace["hovertext"]), plotly_values(trace["customdata"]))]
     assert len(points) == 40
     assert {n for n, _ in points} == {f"{i}.txt" for i in range(40)}  # the hover shows each item's name
     assert sorted(r for _, r in points) == list(range(40))  # each point knows its row of the map's table
@@ -92,7 +92,7 @@ def test_project_with_pca_then_cache(open_page, small, app_ws):
     again.button(key="map:project").click().run()
     spec = _spec(ok(again))
     assert all(t["type"] == "scatter3d" for t in spec["data"])
-    assert all("z" in t for t in spec["data"]) and sum(len(_plain(t["hovertext"])) for t in spec["data"]) == 40
+    assert all("z" in t for t in spec["data"]) and sum(len(plotly_values(t["hovertext"])) for t in spec["data"]) == 40
     assert len(_cache_files(app_ws)) == 2
 
 
@@ -116,12 +116,3 @@ def test_selection_reader_and_figure():
     assert [list(t.customdata) for t in fig.data] == [[0, 2], [1]] and fig.data[1].marker.color == "#bbbbbb"
     frame["kind"] = ["text", None, "image"]
     assert [t.name for t in map_figure(frame, "kind").data] == ["image", "text", "(none)"]
-
-
-def _plain(values):
-    """A plotly array as a list (plotly sends numeric arrays as base64 typed arrays)."""
-    if isinstance(values, dict) and "bdata" in values:
-        import base64
-
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
-    return list(values)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.pages.helpers import ok, png, texts
+from tests.pages.helpers import ok, png, texts, plotly_values
 
 VECTORS = {"origin.png": [0, 0, 0], "x1.png": [1, 0, 0], "y2.txt": [0, 2, 0], "z3.txt": [0, 0, 3]}
 
@@ -195,16 +195,7 @@ def test_distance_histogram_and_show_on_map(open_page, space):
     at.button(key="map:project").click().run()
     assert at.selectbox(key="map:color").value == "distance"
     spec = json.loads(ok(at).get("plotly_chart")[0].proto.spec)
-    by_name = dict(zip(_plain(spec["data"][0]["hovertext"]), _plain(spec["data"][0]["marker"]["color"])))
+    by_name = dict(zip(plotly_values(spec["data"][0]["hovertext"]), plotly_values(spec["data"][0]["marker"]["color"])))
     assert by_name["z3.txt"] == pytest.approx(3.0) and by_name["origin.png"] == pytest.approx(0.0)
     ringed = next(t for t in spec["data"] if t.get("name") == "search results")
-    assert sorted(_plain(ringed["hovertext"])) == ["origin.png", "x1.png"]
-
-
-def _plain(values):
-    """A plotly array as a list (plotly sends numeric arrays as base64 typed arrays)."""
-    if isinstance(values, dict) and "bdata" in values:
-        import base64
-
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
-    return list(values)
+    assert sorted(plotly_values(ringed["hovertext"])) == ["origin.png", "x1.png"]
