@@ -7,12 +7,21 @@ import streamlit as st
 
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
+from components.selection import selection_actions
 from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, map_figure, projection_controls, remember,
                                 remembered, selected_entity_ids)
 from components.state import user_errors, workspace
+from store.curation import outlier_scores
 from store.projection import STAGE_LABELS, cached_projection, map_frame, project
 
 GALLERY_LIMIT = 60
+OUTLIER_K = 5
+OUTLIER_COLUMN = f"distance to the {OUTLIER_K}th neighbour"
+
+
+@st.cache_data(max_entries=8, show_spinner="Measuring how far each point is from its neighbours…")
+def outlier_scores_of(_ws, set_id: str, version: int) -> dict[str, float]:
+    return outlier_scores(_ws, set_id, OUTLIER_K)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the items on the map…")
@@ -58,7 +67,8 @@ with user_errors():
             st.caption(f"{len(projection.entity_ids)} points · {how}")
             last = st.session_state.get("search:last")
             last = last if last and last.get("set_id") == fs.id else None
-            choices = {**COLOR_CHOICES, **(DISTANCE_CHOICE if last else {})}
+            choices = {**COLOR_CHOICES, OUTLIER_COLUMN: "Outlier score (distance to the 5th neighbour)",
+                       **(DISTANCE_CHOICE if last else {})}
             if st.session_state.get(remembered("map:color")) not in choices:
                 st.session_state.pop("map:color", None)
             left, right = st.columns([1, 2])
@@ -81,6 +91,9 @@ with user_errors():
                                fields, ws.catalog.change_stamp())
             if distances is not None:
                 frame = frame.assign(distance=frame["entity_id"].map(distances).astype(float))
+            if color_by == OUTLIER_COLUMN:
+                scores = outlier_scores_of(ws, fs.id, fs.version)
+                frame = frame.assign(**{OUTLIER_COLUMN: frame["entity_id"].map(scores).astype(float)})
             if column is not None and column not in frame:  # a field named like a built-in column
                 column = f"metadata.{column}"
             figure = map_figure(frame, column, ringed=last["results"] if last else (),
@@ -92,9 +105,12 @@ with user_errors():
                 rows = frame[frame["entity_id"].isin(chosen)]
                 item_ids = [i for i in dict.fromkeys(rows["item_id"]) if i]
                 st.subheader(f"{len(rows)} selected")
-                if st.button("Search from here", key="map:search-here", icon=":material/travel_explore:",
-                             help="Search this set for the nearest neighbours of the selection "
-                                  "(one point: its vector; several: their mean)"):
+                here, save = st.columns([1, 3])
+                with save:
+                    selection_actions(ws, chosen, key="map:selected", default_name=f"{fs.name}-selection")
+                if here.button("Search from here", key="map:search-here", icon=":material/travel_explore:",
+                               help="Search this set for the nearest neighbours of the selection "
+                                    "(one point: its vector; several: their mean)"):
                     search_from_here(ws.query_for_entities(fs, chosen), fs.id)
                 shown = item_ids[:GALLERY_LIMIT]
                 if len(item_ids) > len(shown):

@@ -7,10 +7,11 @@ import streamlit as st
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
 from components.results import parse_vector_or_id, results_table, rows
+from components.selection import selection_actions
 from components.search import (distance_ceiling, distance_histogram, embed_query, item_filter_conditions,
                                query_distances)
 from components.state import user_errors, workspace
-from store import Filters, InvalidInput, Item
+from store import Feature, Filters, InvalidInput, Item
 
 MODES = ["Text", "Image", "Item", "Vector or feature id"]
 
@@ -147,3 +148,5 @@ with user_errors():
         shown = [r for r in found if isinstance(r, Item)]
         item_gallery(shown, key="search:results", columns=6, on_more=more_like_this)
         results_table(rows(found, dataset_names), key="search:results")
+        if found and not isinstance(found[0], Feature):
+            selection_actions(ws, [r.id for r in found], key="search:selected", default_name="search-results")

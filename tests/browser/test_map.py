@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.ui import choose, click, goto, select, settle, shot, widget
+from store import Workspace
+
+from tests.browser.ui import choose, click, fill, goto, select, settle, shot, widget
 
 pytestmark = pytest.mark.browser
 
 
 def make_two_clusters(home) -> None:
     """40 text items (/left and /right) with 8-d vectors in two far-apart clusters."""
-    from store import Workspace
-
     ws = Workspace.open(str(home))
     try:
         ds = ws.datasets.create("browser-map")
@@ -26,6 +26,22 @@ def make_two_clusters(home) -> None:
         ws.close()
 
 
+def lasso_left_half(page) -> None:
+    """A lasso around the left half of the plot: one of the two clusters (PCA's sign is arbitrary)."""
+    drag = page.locator(".js-plotly-plot .nsewdrag").first
+    expect(drag).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(500)
+    box = drag.bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    path = [(0.02, 0.02), (0.48, 0.02), (0.48, 0.98), (0.02, 0.98), (0.02, 0.03)]
+    page.mouse.move(x0 + path[0][0] * w, y0 + path[0][1] * h)
+    page.mouse.down()
+    for fx, fy in path[1:]:
+        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=12)
+    page.mouse.up()
+    settle(page)
+
+
 def test_project_and_lasso_fills_the_gallery(page, server):
     make_two_clusters(server["home"])
     goto(page, server["url"], "map", "Map")
@@ -34,19 +50,7 @@ def test_project_and_lasso_fills_the_gallery(page, server):
     click(page, "map:project")
     expect(page.get_by_text("40 points")).to_be_visible(timeout=60_000)
     select(page, "map:color", "Folder")
-    drag = page.locator(".js-plotly-plot .nsewdrag").first
-    expect(drag).to_be_visible(timeout=30_000)
-    page.wait_for_timeout(500)
-    box = drag.bounding_box()
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-    # A lasso around the left half of the plot: one of the two clusters (PCA's sign is arbitrary).
-    path = [(0.02, 0.02), (0.48, 0.02), (0.48, 0.98), (0.02, 0.98), (0.02, 0.03)]
-    page.mouse.move(x0 + path[0][0] * w, y0 + path[0][1] * h)
-    page.mouse.down()
-    for fx, fy in path[1:]:
-        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=12)
-    page.mouse.up()
-    settle(page)
+    lasso_left_half(page)
     expect(page.get_by_text("20 selected")).to_be_visible(timeout=30_000)
     cells = page.locator('[class*="st-key-map-selection-cell-"]')
     expect(cells).to_have_count(20)
@@ -56,6 +60,7 @@ def test_project_and_lasso_fills_the_gallery(page, server):
     assert captions.count(f"{side}/m") == 20 and f"{other}/" not in captions
     widget(page, "map:selection:cell:0").scroll_into_view_if_needed()
     shot(page, "map-lasso-selection")
+
     # "Search from here": the Search page, queried with the mean of the lassoed cluster,
     # whose nearest neighbours are that same cluster.
     click(page, "map:search-here")
@@ -73,3 +78,20 @@ def test_project_and_lasso_fills_the_gallery(page, server):
     expect(page.get_by_text("Ringed: the 12 results of the last search on this set")).to_be_visible(timeout=30_000)
     settle(page)
     shot(page, "map-search-results-ringed")
+
+    # Lasso again and save the items as a dataset of their own: files, vectors and all.
+    lasso_left_half(page)
+    expect(page.get_by_text("20 selected")).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Save or export these 20").click()
+    fill(page, "map:selected:save-name", "lassoed")
+    click(page, "map:selected:save")
+    expect(page.get_by_text("Saved 20 items with 0 annotations and 20 in browser-map-set to lassoed.")).to_be_visible()
+    shot(page, "map-selection-saved")
+    page.keyboard.press("Escape")
+    settle(page)
+    saved = Workspace.open(str(server["home"]))
+    try:
+        copies = saved.datasets.get("lassoed").items.list().all()
+        assert sorted(i.filename for i in copies) == sorted(f"{side}/m{i}.txt" for i in (range(20) if side == "/left" else range(20, 40)))
+    finally:
+        saved.close()

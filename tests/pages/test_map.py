@@ -116,3 +116,23 @@ def test_selection_reader_and_figure():
     assert [list(t.customdata) for t in fig.data] == [[0, 2], [1]] and fig.data[1].marker.color == "#bbbbbb"
     frame["kind"] = ["text", None, "image"]
     assert [t.name for t in map_figure(frame, "kind").data] == ["image", "text", "(none)"]
+
+
+def test_colour_by_outlier_score(open_page, small, app_ws):
+    at = open_page(PAGE)
+    at.radio(key="map:method").set_value("pca").run()
+    at.button(key="map:project").click().run()
+    at.selectbox(key="map:color").select("distance to the 5th neighbour").run()
+    spec = _spec(ok(at))
+    trace = spec["data"][0]
+    by_row = dict(zip(plotly_values(trace["customdata"]), plotly_values(trace["marker"]["color"])))
+    from store.projection import cached_projection
+
+    order = cached_projection(app_ws, small["fs"], method="pca", dims=2).entity_ids.tolist()  # the table's rows
+    vectors = {f.entity_id: f.value.astype(np.float64) for f in small["fs"].features.list().all()}
+    X = np.stack([vectors[e] for e in order])
+    d = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    want = np.sort(d, axis=1)[:, 4]  # the 5th nearest other point
+    assert len(by_row) == 40
+    assert all(score == pytest.approx(want[int(row)], rel=1e-5) for row, score in by_row.items())

@@ -199,3 +199,17 @@ def test_distance_histogram_and_show_on_map(open_page, space):
     assert by_name["z3.txt"] == pytest.approx(3.0) and by_name["origin.png"] == pytest.approx(0.0)
     ringed = next(t for t in spec["data"] if t.get("name") == "search results")
     assert sorted(plotly_values(ringed["hovertext"])) == ["origin.png", "x1.png"]
+
+
+def test_results_saved_as_a_dataset(open_page, space, app_ws):
+    at = ok(_by_vector(open_page("app_pages/search.py"), "[0, 0, 0]"))
+    at.slider(key="search:k").set_value(2).run()
+    at.text_input(key="search:selected:save-name").input("nearest-two").run()
+    at.button(key="search:selected:save").click().run()
+    assert "Saved 2 items with 0 annotations and 2 in points to nearest-two." in texts(ok(at))
+    copies = {i.name: i for i in app_ws.datasets.get("nearest-two").items.list().all()}
+    assert sorted(copies) == ["origin.png", "x1.png"]
+    assert copies["x1.png"].download() == space["items"]["x1.png"].download()
+    assert copies["x1.png"].features.list().items[0].value.tolist() == [1, 0, 0]
+    at.button(key="search:selected:save").click().run()  # the name is taken now: a plain message
+    assert any("already exists" in e.value for e in at.error)
