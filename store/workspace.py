@@ -75,6 +75,7 @@ class Workspace:
                 self.index = VectorIndex(self.path / "chroma", None, namespace)
         self._matrices: dict[str, exact.VectorMatrix] = {}
         self._matrix_lock = threading.Lock()
+        self._allowed_cache: dict[tuple, np.ndarray] = {}  # filter -> matrix rows, see _allowed_rows
         self.datasets = DatasetsRepo(self)
         self.feature_sets = FeatureSetsRepo(self)
         from .transfer import remove_abandoned_imports
@@ -631,14 +632,11 @@ class Workspace:
                 f"'{'items' if fs.entity_type == 'item' else 'annotations'}' or 'feature_vectors'"
             )
         vec = self.query_vector(fs, clause.input)
-        allowed: list[str] | None = None
-        if query.filter or dataset_id is not None:
-            where, params = self._where(query, dataset_id)
-            id_col = {"items": "items.id", "annotations": "annotations.id", "feature_vectors": "features.entity_id"}[query.resource]
-            allowed = [r[0] for r in self.catalog.all(f"SELECT {id_col} FROM {self._FROM[query.resource]} WHERE {where}", params)]
+        filtered = bool(query.filter) or dataset_id is not None
         limit = query.offset + query.page_size
         # HNSW cannot rank farthest-first, and a process that does not own the index uses exact search.
         if clause.approximate and not clause.descending and self.index is not None:
+            allowed = self._allowed_ids(query, dataset_id) if filtered else None
             self.sync_index(fs.id)  # catch up with writes from other processes
             entity_ids, dists = self.index.query(fs.id, vec, limit, allowed)
             if clause.distance_ops:
@@ -648,12 +646,35 @@ class Workspace:
             page_ids, page_d = entity_ids[query.offset :], dists[query.offset :]
         else:
             m = self.matrix(fs)
-            rows = None if allowed is None else m.rows_for(allowed)
+            rows = self._allowed_rows(query, dataset_id, m) if filtered else None
             hits = exact.search(m, vec, rows, clause.distance_ops, clause.descending, limit)
             total = hits.total
             page_rows = hits.rows[query.offset :]
             page_ids, page_d = m.entity_ids[page_rows].tolist(), hits.distances[query.offset :]
         return self._records_with_distance(query.resource, fs, page_ids, page_d), total
+
+    def _allowed_ids(self, query: q.Query, dataset_id: str | None) -> list[str]:
+        """The entity ids that the query's item / annotation filter lets through."""
+        where, params = self._where(query, dataset_id)
+        id_col = {"items": "items.id", "annotations": "annotations.id", "feature_vectors": "features.entity_id"}[query.resource]
+        return [r[0] for r in self.catalog.all(f"SELECT {id_col} FROM {self._FROM[query.resource]} WHERE {where}", params)]
+
+    def _allowed_rows(self, query: q.Query, dataset_id: str | None, m: exact.VectorMatrix) -> np.ndarray:
+        """The matrix rows the filter lets through, kept until the catalog changes: the seed's
+        own filter ({"hidden": false}, ...) passes most of a set, and reading 100k ids from
+        SQLite costs ten times the search itself, while a user runs query after query with
+        the same filter."""
+        key = (m.version, id(m), query.resource, dataset_id, json.dumps(query.filter, sort_keys=True, default=str),
+               self.catalog.change_stamp())
+        with self._matrix_lock:
+            rows = self._allowed_cache.get(key)
+        if rows is None:
+            rows = m.rows_for(self._allowed_ids(query, dataset_id))
+            with self._matrix_lock:
+                self._allowed_cache[key] = rows
+                while len(self._allowed_cache) > 16:
+                    self._allowed_cache.pop(next(iter(self._allowed_cache)))
+        return rows
 
     def _records_with_distance(self, resource, fs, entity_ids, distances) -> list:
         if resource == "items":

@@ -328,3 +328,24 @@ def test_distances_to_every_vector_and_a_query_for_a_selection(ws_embedded):
         ws_embedded.query_for_entities(fs, ["no-such-entity"])
     with pytest.raises(InvalidInput, match="size 3"):
         ws_embedded.distances_to(fs, [1.0, 2.0, 3.0])
+
+
+def test_a_repeated_filter_sees_every_change_to_the_catalog(ws_embedded):
+    """The rows a filter lets through are kept between searches; any write (here, or by
+    another connection to the same catalog) must make the next search read them again."""
+    from store import Workspace
+
+    ds, fs, items, values = _fill(ws_embedded, n=12, dim=4, seed=9)
+    target = next(i for i in items if not i.hidden)
+    seed_filter = Filters()
+    seed_filter.add("hidden", False)
+    seed_filter.add_euclid(fs, values[int(target.name[:3])], k=1)
+    assert [i.id for i in ws_embedded.search(seed_filter).items] == [target.id]
+    target.update(hidden=True)  # this connection
+    assert target.id not in [i.id for i in ws_embedded.search(seed_filter).items]
+    other = Workspace.open(ws_embedded.path)  # another connection (catalog-only: ws_embedded owns Chroma)
+    try:
+        other.update_item(target.id, hidden=False)
+    finally:
+        other.close()
+    assert [i.id for i in ws_embedded.search(seed_filter).items] == [target.id]
