@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components.gallery import item_gallery
+from components.selection import selection_actions
 from components.pickers import feature_set_picker
 from components.state import flash, user_errors, workspace
 from store import curation
@@ -138,6 +139,7 @@ def duplicates_view(ws, fs) -> None:
                                                 format_func=labels.get)]
             if button_col.button("Hide the rest", key=f"dup:hide:{n}", icon=":material/visibility_off:"):
                 hide(ws, dups, rule, [n], keepers)
+            selection_actions(ws, list(group.entity_ids), key=f"dup:save:{n}", default_name=f"{fs.name}-group-{n + 1}")
 
 
 def outliers_view(ws, fs) -> None:

@@ -94,3 +94,12 @@ def test_outliers_view(open_page, app_ws, planted):
     values = app_ws.matrix(planted["fs"]).values.astype(np.float64)
     second = np.sort(np.linalg.norm(values - values[29], axis=1))[2]
     assert captions[0] == f"/29.png · d={second:.4g}"
+
+
+def test_a_group_saved_as_a_dataset(open_page, app_ws, planted):
+    at = ok(open_page(PAGE))
+    at.text_input(key="dup:save:1:save-name").input("copies").run()
+    at.button(key="dup:save:1:save").click().run()
+    assert "Saved 2 items with 0 annotations and 2 in dups-set to copies." in texts(ok(at))
+    saved = sorted(i.name for i in app_ws.datasets.get("copies").items.list().all())
+    assert saved == ["10.png", "11.png"]
