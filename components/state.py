@@ -20,7 +20,14 @@ def _close(ws: Workspace) -> None:
 
 @st.cache_resource(show_spinner="Opening the workspace…", on_release=_close)
 def _open_workspace(path: str, chroma_url: str | None) -> Workspace:
-    return Workspace.open(path, chroma_url=chroma_url)
+    ws = Workspace.open(path, chroma_url=chroma_url)
+    if os.environ.get("FEATURELAB_WARM_NUMBA", "1") != "0":
+        # umap's kernels load from (or compile into) the workspace's numba cache in the
+        # background now, so the first map does not wait a minute for them.
+        from store.projection import warm_numba_cache
+
+        warm_numba_cache(ws)
+    return ws
 
 
 def workspace() -> Workspace:

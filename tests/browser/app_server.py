@@ -59,11 +59,12 @@ def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path, timeout: flo
 
 
 @contextmanager
-def running_app(home: Path, log_path: Path, *, upload_limit_mb: int | None = None) -> Iterator[AppServer]:
+def running_app(home: Path, log_path: Path, *, upload_limit_mb: int | None = None,
+                warm_numba: bool = True) -> Iterator[AppServer]:
     """The app over the workspace ``home``, offline, until the block ends."""
     port = free_port()
     env = {**os.environ, "FEATURELAB_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "FEATURELAB_WARM_NUMBA": "1" if warm_numba else "0"}
     env.pop("FEATURELAB_CHROMA_URL", None)
     args = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",

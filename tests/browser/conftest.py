@@ -23,7 +23,8 @@ def models_dir(tmp_path_factory) -> Path:
 def server(tmp_path_factory):
     """`streamlit run app.py` on a free port of 127.0.0.1 with its own workspace."""
     home = tmp_path_factory.mktemp("browser-workspace")
-    with running_app(home / "ws", home.parent / "streamlit.log", upload_limit_mb=UPLOAD_LIMIT_MB) as app:
+    with running_app(home / "ws", home.parent / "streamlit.log", upload_limit_mb=UPLOAD_LIMIT_MB,
+                     warm_numba=False) as app:  # the maps here are PCA; keep the 2 cores for the tests
         yield {"url": app.url, "home": app.home, "log": app.log}
 
 
