@@ -14,6 +14,8 @@ pages = [
     st.Page("app_pages/embed.py", title="Embed", icon=":material/memory:"),
     st.Page("app_pages/search.py", title="Search", icon=":material/search:"),
     st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
+    st.Page("app_pages/clusters.py", title="Clusters", icon=":material/bubble_chart:"),
+    st.Page("app_pages/compare.py", title="Compare sets", icon=":material/compare_arrows:"),
     st.Page("app_pages/duplicates.py", title="Duplicates and outliers", icon=":material/content_copy:"),
     st.Page("app_pages/collections.py", title="Chroma collections", icon=":material/database:"),
     st.Page("app_pages/export.py", title="Export and import", icon=":material/import_export:"),

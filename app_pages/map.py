@@ -8,11 +8,11 @@ import streamlit as st
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
 from components.selection import selection_actions
-from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, map_figure, projection_controls, remember,
+from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, map_figure, map_table, projection_controls, remember,
                                 remembered, selected_entity_ids)
 from components.state import user_errors, workspace
 from store.curation import outlier_scores
-from store.projection import STAGE_LABELS, cached_projection, map_frame, project
+from store.projection import STAGE_LABELS, cached_projection, project
 
 GALLERY_LIMIT = 60
 OUTLIER_K = 5
@@ -22,14 +22,6 @@ OUTLIER_COLUMN = f"distance to the {OUTLIER_K}th neighbour"
 @st.cache_data(max_entries=8, show_spinner="Measuring how far each point is from its neighbours…")
 def outlier_scores_of(_ws, set_id: str, version: int) -> dict[str, float]:
     return outlier_scores(_ws, set_id, OUTLIER_K)
-
-
-@st.cache_resource(max_entries=4, show_spinner="Reading the items on the map…")
-def map_points(_ws, _projection, set_id: str, version: int, params: str, fields: tuple[str, ...],
-               catalog_stamp: tuple[int, int]):
-    """The map's table (one row per point), kept across reruns and sessions until the
-    catalog changes: a lasso over 100k points must not re-read 100k items. Never mutated."""
-    return map_frame(_ws, _projection, metadata_fields=fields)
 
 
 def search_from_here(query: str | list[float], set_id: str) -> None:
@@ -87,8 +79,7 @@ with user_errors():
             if last:
                 right.caption(f"Ringed: the {len(last['results'])} results of the last search on this set"
                               + (" (the star is its query)." if last.get("query_entity") else "."))
-            frame = map_points(ws, projection, fs.id, projection.version, json.dumps(projection.params, sort_keys=True),
-                               fields, ws.catalog.change_stamp())
+            frame = map_table(ws, projection, fields)
             if distances is not None:
                 frame = frame.assign(distance=frame["entity_id"].map(distances).astype(float))
             if color_by == OUTLIER_COLUMN:

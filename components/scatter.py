@@ -2,13 +2,15 @@
 scatter3d in 3D) and reading which points a lasso or box selected."""
 from __future__ import annotations
 
+import json
+
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from store.projection import METRICS
+from store.projection import METRICS, map_frame
 
 METHOD_LABELS = {"umap": "UMAP", "pca": "PCA"}
 COLOR_CHOICES = {"dataset": "Dataset", "dir": "Folder", "label": "Label", "kind": "Kind",
@@ -54,6 +56,20 @@ def projection_controls(*, key: str) -> dict[str, Any]:
         params["metric"] = c.selectbox("Metric", list(METRICS), key=f"{key}:metric")
     remember(*keys)
     return params
+
+
+@st.cache_resource(max_entries=6, show_spinner="Reading the items on the map…")
+def _map_table(_ws, _projection, set_id: str, version: int, params: str, fields: tuple[str, ...],
+               catalog_stamp: tuple[int, int]) -> pd.DataFrame:
+    return map_frame(_ws, _projection, metadata_fields=fields)
+
+
+def map_table(ws, projection, fields: Sequence[str] = ()) -> pd.DataFrame:
+    """``store.projection.map_frame`` of a projection, kept across reruns and sessions until
+    the catalog changes: a lasso over 100k points must not re-read 100k items. Shared: never
+    mutate it (``assign`` a copy instead)."""
+    return _map_table(ws, projection, projection.feature_set_id, projection.version,
+                      json.dumps(projection.params, sort_keys=True), tuple(fields), ws.catalog.change_stamp())
 
 
 def color_column(frame: pd.DataFrame, column: str | None) -> tuple[pd.Series | None, bool]:

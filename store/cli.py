@@ -20,7 +20,7 @@ COMMANDS: dict[str, Callable] = {}
 ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 # Modules that add their own commands with @command(arguments=...); imported by build_parser.
 PLUGIN_MODULES: list[str] = ["store.cli_project", "store.cli_embed", "store.samples", "store.cli_curate",
-                              "store.cli_collections"]
+                              "store.cli_collections", "store.cli_analyze"]
 
 
 def command(fn: Callable | None = None, *, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
