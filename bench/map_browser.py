@@ -13,8 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -23,7 +21,7 @@ from store import Workspace  # noqa: E402
 from store.projection import project  # noqa: E402
 from store_search import clustered  # noqa: E402
 from tests.browser.app_server import CHROMIUM_ARGS, chromium_path, running_app  # noqa: E402
-from tests.browser.ui import goto, select, settle, widget  # noqa: E402
+from tests.browser.ui import goto, lasso, select, settle, widget  # noqa: E402
 
 DIM = 32  # what the map draws does not depend on the vectors' size; a small one fills faster
 
@@ -65,16 +63,7 @@ def draw_and_lasso(page, url: str, n: int) -> tuple[float, float, int]:
                            " || document.querySelector('.js-plotly-plot canvas') !== null", timeout=120_000)
     draw_s = time.perf_counter() - t0
     settle(page, timeout=120_000)
-    drag = page.locator(".js-plotly-plot .nsewdrag").first
-    box = drag.bounding_box()
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-    path = [(0.05, 0.05), (0.3, 0.05), (0.3, 0.95), (0.05, 0.95), (0.05, 0.06)]
-    page.mouse.move(x0 + path[0][0] * w, y0 + path[0][1] * h)
-    page.mouse.down()
-    for fx, fy in path[1:]:
-        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=8)
-    t1 = time.perf_counter()
-    page.mouse.up()
+    t1 = lasso(page, [(0.05, 0.05), (0.3, 0.05), (0.3, 0.95), (0.05, 0.95), (0.05, 0.06)], wait=False)
     heading = page.get_by_role("heading").filter(has_text=" selected")
     heading.wait_for(timeout=120_000)
     lasso_s = time.perf_counter() - t1

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.ui import choose, click, fill, goto, settle, shot, table_cells_when, widget
+from tests.browser.ui import choose, click, fill, goto, lasso, shot, table_cells_when, widget
 from tests.store.test_chroma_source import _state
 
 pytestmark = pytest.mark.browser
@@ -44,19 +44,7 @@ def test_open_search_map_and_import_a_chroma_folder(page, server, tmp_path):
 
     choose(page, "collections:method", "PCA")
     click(page, "collections:project")
-    drag = page.locator(".js-plotly-plot .nsewdrag").first
-    expect(drag).to_be_visible(timeout=30_000)
-    drag.scroll_into_view_if_needed()  # the mouse acts inside the viewport only
-    page.wait_for_timeout(500)
-    box = drag.bounding_box()
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-    path = [(0.02, 0.02), (0.48, 0.02), (0.48, 0.98), (0.02, 0.98), (0.02, 0.03)]  # the left half: one cluster
-    page.mouse.move(x0 + path[0][0] * w, y0 + path[0][1] * h)
-    page.mouse.down()
-    for fx, fy in path[1:]:
-        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=12)
-    page.mouse.up()
-    settle(page)
+    lasso(page)  # the left half: one cluster
     expect(page.get_by_text("12 selected")).to_be_visible(timeout=30_000)
     chosen = [c for c in table_cells_when(page, lambda c: len(c) > 0, index=3) if c[:1] in ("l", "r") and c[1:].isdigit()]
     assert len(chosen) == 12 and len({c[0] for c in chosen}) == 1  # one whole cluster

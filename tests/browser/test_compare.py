@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.ui import choose, click, fill, goto, select, settle, shot, widget
+from tests.browser.ui import choose, click, fill, goto, lasso, select, settle, shot, widget
 
 pytestmark = pytest.mark.browser
 
@@ -33,21 +33,6 @@ def make_two_models(home) -> None:
         ws.close()
 
 
-def lasso_left_half(page, chart_key: str) -> None:
-    drag = widget(page, chart_key).locator(".nsewdrag").first
-    expect(drag).to_be_visible(timeout=30_000)
-    page.wait_for_timeout(500)
-    box = drag.bounding_box()
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-    path = [(0.02, 0.02), (0.48, 0.02), (0.48, 0.98), (0.02, 0.98), (0.02, 0.03)]
-    page.mouse.move(x0 + path[0][0] * w, y0 + path[0][1] * h)
-    page.mouse.down()
-    for fx, fy in path[1:]:
-        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=12)
-    page.mouse.up()
-    settle(page)
-
-
 def ringed(page, chart_key: str) -> list[str]:
     """Names of the points ringed ("selected" trace) on one map."""
     chart = widget(page, chart_key).locator(".js-plotly-plot")
@@ -72,7 +57,7 @@ def test_compare_and_lasso_across_maps(page, server):
     click(page, "compare:project")
     expect(widget(page, "compare:map-b").locator(".js-plotly-plot")).to_be_visible(timeout=60_000)
     select(page, "compare:color", "Folder")
-    lasso_left_half(page, "compare:map-a")
+    lasso(page, chart_key="compare:map-a")
     expect(page.get_by_text("20 selected")).to_be_visible(timeout=30_000)
     on_b, on_a = ringed(page, "compare:map-b"), ringed(page, "compare:map-a")
     assert len(on_b) == 20 and sorted(on_b) == sorted(on_a)
@@ -85,7 +70,7 @@ def test_compare_and_lasso_across_maps(page, server):
     shot(page, "compare-lasso-rings-both-maps")
 
     # A lasso on B's map now picks the other group there: the rings follow on A's map.
-    lasso_left_half(page, "compare:map-b")
+    lasso(page, chart_key="compare:map-b")
     page.wait_for_timeout(500)
     settle(page)
     on_a = ringed(page, "compare:map-a")

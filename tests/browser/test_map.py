@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 
 from store import Workspace
 
-from tests.browser.ui import choose, click, fill, goto, select, settle, shot, widget
+from tests.browser.ui import choose, click, fill, goto, lasso, select, settle, shot, widget
 
 pytestmark = pytest.mark.browser
 
@@ -26,22 +26,6 @@ def make_two_clusters(home) -> None:
         ws.close()
 
 
-def lasso_left_half(page) -> None:
-    """A lasso around the left half of the plot: one of the two clusters (PCA's sign is arbitrary)."""
-    drag = page.locator(".js-plotly-plot .nsewdrag").first
-    expect(drag).to_be_visible(timeout=30_000)
-    page.wait_for_timeout(500)
-    box = drag.bounding_box()
-    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
-    path = [(0.02, 0.02), (0.48, 0.02), (0.48, 0.98), (0.02, 0.98), (0.02, 0.03)]
-    page.mouse.move(x0 + path[0][0] * w, y0 + path[0][1] * h)
-    page.mouse.down()
-    for fx, fy in path[1:]:
-        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=12)
-    page.mouse.up()
-    settle(page)
-
-
 def test_project_and_lasso_fills_the_gallery(page, server):
     make_two_clusters(server["home"])
     goto(page, server["url"], "map", "Map")
@@ -50,7 +34,7 @@ def test_project_and_lasso_fills_the_gallery(page, server):
     click(page, "map:project")
     expect(page.get_by_text("40 points")).to_be_visible(timeout=60_000)
     select(page, "map:color", "Folder")
-    lasso_left_half(page)
+    lasso(page)
     expect(page.get_by_text("20 selected")).to_be_visible(timeout=30_000)
     cells = page.locator('[class*="st-key-map-selection-cell-"]')
     expect(cells).to_have_count(20)
@@ -80,7 +64,7 @@ def test_project_and_lasso_fills_the_gallery(page, server):
     shot(page, "map-search-results-ringed")
 
     # Lasso again and save the items as a dataset of their own: files, vectors and all.
-    lasso_left_half(page)
+    lasso(page)
     expect(page.get_by_text("20 selected")).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="Save or export these 20").click()
     fill(page, "map:selected:save-name", "lassoed")

@@ -4,6 +4,7 @@ letters, digits, '-' and '_' become '-')."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
@@ -106,3 +107,29 @@ def table_cells_when(page: Page, ready, index: int = 0, timeout_s: float = 30) -
             return cells
         page.wait_for_timeout(500)
     return cells
+
+
+LEFT_HALF = [(0.02, 0.02), (0.48, 0.02), (0.48, 0.98), (0.02, 0.98), (0.02, 0.03)]
+
+
+def lasso(page: Page, path: list[tuple[float, float]] = LEFT_HALF, *, chart_key: str | None = None,
+          wait: bool = True) -> float:
+    """Draw a lasso with the mouse on a plotly map (the first on the page, or the chart with
+    ``chart_key``), through points given as fractions of the plot area; then let the app's
+    rerun finish unless ``wait`` is False. Returns ``time.perf_counter()`` at the release."""
+    scope = widget(page, chart_key) if chart_key else page.locator(".js-plotly-plot")
+    drag = scope.locator(".nsewdrag").first
+    expect(drag).to_be_visible(timeout=30_000)
+    drag.scroll_into_view_if_needed()  # the mouse acts inside the viewport only
+    page.wait_for_timeout(500)
+    box = drag.bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x0 + path[0][0] * w, y0 + path[0][1] * h)
+    page.mouse.down()
+    for fx, fy in path[1:]:
+        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=12)
+    released = time.perf_counter()
+    page.mouse.up()
+    if wait:
+        settle(page)
+    return released
