@@ -346,14 +346,6 @@ def default_vocabulary() -> list[str]:
 
 
 # ---- clustering a feature set --------------------------------------------------------------------
-def _resolve(ws: "Workspace", feature_set: FeatureSet | str) -> FeatureSet:
-    if isinstance(feature_set, FeatureSet):
-        return ws.feature_sets.get(feature_set_id=feature_set.id)
-    if not isinstance(feature_set, str):
-        raise InvalidInput(f"feature_set must be a FeatureSet, a name or an id, got {type(feature_set).__name__}")
-    return ws.feature_sets.resolve(feature_set)
-
-
 def _whole(value: Any, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise InvalidInput(f"{name} must be a whole number of at least {low}, got {value!r}")
@@ -392,7 +384,7 @@ def cluster_feature_set(
     if method not in METHODS:
         raise InvalidInput(f"method must be one of {list(METHODS)}, got {method!r}")
     central = _whole(central, "central", 1)
-    fs = _resolve(ws, feature_set)
+    fs = ws.feature_sets.resolve(feature_set)
     key = check_key(key) if key is not None else default_key(fs.name)
     if label_field is not None and (not isinstance(label_field, str) or not label_field.strip()):
         raise InvalidInput("label_field must be a metadata field such as user.class, or None")
@@ -667,7 +659,7 @@ def _save_result(ws: "Workspace", result: ClusterResult) -> None:
 def load_result(ws: "Workspace", feature_set: FeatureSet | str, key: str | None = None) -> ClusterResult | None:
     """The last saved result for the set and key (default key: ``default_key(set name)``),
     or None when there is none or the set has changed since (its version moved)."""
-    fs = _resolve(ws, feature_set)
+    fs = ws.feature_sets.resolve(feature_set)
     path = _result_path(ws, fs.id, check_key(key) if key is not None else default_key(fs.name))
     try:
         with np.load(path, allow_pickle=False) as data:

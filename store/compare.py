@@ -129,14 +129,6 @@ class Comparison:
         }
 
 
-def _resolve(ws: "Workspace", feature_set: FeatureSet | str) -> FeatureSet:
-    if isinstance(feature_set, FeatureSet):
-        return ws.feature_sets.get(feature_set_id=feature_set.id)
-    if not isinstance(feature_set, str):
-        raise InvalidInput(f"a feature set is a FeatureSet, a name or an id, got {type(feature_set).__name__}")
-    return ws.feature_sets.resolve(feature_set)
-
-
 def _common(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The entity ids in both (sorted), and their rows in a and in b."""
     common, rows_a, rows_b = np.intersect1d(ids_a, ids_b, assume_unique=True, return_indices=True)
@@ -212,7 +204,7 @@ def compare_sets(
     k = int(k)
     if label_field is not None and (not isinstance(label_field, str) or not label_field.strip()):
         raise InvalidInput("label_field must be a metadata field such as user.class, or None")
-    fa, fb = _resolve(ws, a), _resolve(ws, b)
+    fa, fb = ws.feature_sets.resolve(a), ws.feature_sets.resolve(b)
     if fa.entity_type != fb.entity_type:
         raise InvalidInput(
             f"{fa.name!r} holds {fa.entity_type} vectors and {fb.entity_type!r} holds {fb.entity_type} vectors; "

@@ -45,7 +45,7 @@ import numpy as np
 
 from .errors import InvalidInput, NotFound
 from .ids import new_id
-from .projection import _annotation_rows, _block_rows, _resolve, _torch, knn_device
+from .projection import _annotation_rows, _block_rows, _torch, knn_device
 from .records import FeatureSet
 
 if TYPE_CHECKING:
@@ -431,7 +431,7 @@ def _rows(ws: "Workspace", fs: FeatureSet, include_hidden: bool):
 
 
 def _scope(ws: "Workspace", feature_set: FeatureSet | str, include_hidden: bool) -> _Scope:
-    fs = _resolve(ws, feature_set)
+    fs = ws.feature_sets.resolve(feature_set)
     m, rows, digest = _rows(ws, fs, include_hidden)
     values = m.values if len(rows) == len(m) else m.values[rows]
     return _Scope(fs, m.version, m.entity_ids[rows], values, (str(ws.path.resolve()), fs.id, m.version, digest))
@@ -440,7 +440,7 @@ def _scope(ws: "Workspace", feature_set: FeatureSet | str, include_hidden: bool)
 def state_token(ws: "Workspace", feature_set: FeatureSet | str, include_hidden: bool = False) -> str:
     """Changes whenever a result of this module for the set would: its version, and which of
     its entities are hidden. For caches (the app's ``st.cache_data``)."""
-    m, _, digest = _rows(ws, _resolve(ws, feature_set), include_hidden)
+    m, _, digest = _rows(ws, ws.feature_sets.resolve(feature_set), include_hidden)
     return f"{m.version}-{digest}"
 
 
@@ -701,7 +701,7 @@ def hide_actions(
     """Hide actions, newest first (of one set when given; undone ones only when asked)."""
     sql, params = "SELECT * FROM hide_actions WHERE 1", []
     if feature_set is not None:
-        sql, params = sql + " AND feature_set_id = ?", [_resolve(ws, feature_set).id]
+        sql, params = sql + " AND feature_set_id = ?", [ws.feature_sets.resolve(feature_set).id]
     if not include_undone:
         sql += " AND undone_at IS NULL"
     return [_action(r) for r in ws.catalog.all(sql + " ORDER BY created_at DESC, rowid DESC", params)]

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput
 from .records import FeatureSet
 
 if TYPE_CHECKING:
@@ -135,14 +135,6 @@ def _whole(value: Any) -> int | None:
         return None
 
 
-def _resolve(ws: "Workspace", feature_set: FeatureSet | str) -> FeatureSet:
-    if isinstance(feature_set, FeatureSet):
-        return ws.feature_sets.get(feature_set_id=feature_set.id)  # fresh: the version may have moved
-    if not isinstance(feature_set, str):
-        raise InvalidInput(f"feature_set must be a FeatureSet, a name or an id, got {type(feature_set).__name__}")
-    return ws.feature_sets.resolve(feature_set)
-
-
 def _cache_dir(ws: "Workspace", set_id: str) -> Path:
     # Set ids may be chosen by the caller; only a plain token becomes a folder name.
     safe = set_id if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", set_id) else hashlib.sha256(set_id.encode()).hexdigest()[:32]
@@ -186,14 +178,14 @@ def cached_projection(
 ) -> Projection | None:
     """The cached projection of the set as it is now, or None when it must be computed."""
     params = projection_params(method, dims, n_neighbors, min_dist, metric, seed)
-    fs = _resolve(ws, feature_set)
+    fs = ws.feature_sets.resolve(feature_set)
     return _load(_cache_path(ws, fs.id, fs.version, params), fs.id, fs.version)
 
 
 def clear_projection_cache(ws: "Workspace", feature_set: FeatureSet | str | None = None) -> int:
     """Delete cached projections (of one set, or all); return how many files went."""
     root = ws.path / "cache" / "projections"
-    folder = _cache_dir(ws, _resolve(ws, feature_set).id) if feature_set is not None else root
+    folder = _cache_dir(ws, ws.feature_sets.resolve(feature_set).id) if feature_set is not None else root
     files = list(folder.rglob("*.npz")) if folder.exists() else []
     for f in files:
         f.unlink(missing_ok=True)
@@ -580,7 +572,7 @@ def project(
     """
     params = projection_params(method, dims, n_neighbors, min_dist, metric, seed)
     report = _Progress(progress)
-    fs = _resolve(ws, feature_set)
+    fs = ws.feature_sets.resolve(feature_set)
     hit = _load(_cache_path(ws, fs.id, fs.version, params), fs.id, fs.version)
     if hit is not None:
         report("cached", 1.0)
@@ -695,7 +687,7 @@ def point_table(
     their row with empty fields."""
     import pandas as pd
 
-    fs = _resolve(ws, feature_set)
+    fs = ws.feature_sets.resolve(feature_set)
     ids = [str(e) for e in entity_ids]
     if fs.entity_type == "annotation":
         annotations = _annotation_rows(ws, ids)

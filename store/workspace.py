@@ -954,12 +954,16 @@ class FeatureSetsRepo:
             )
         return self._make(row)
 
-    def resolve(self, name_or_id: str) -> FeatureSet:
-        """By id, else by name (for the command line and the app)."""
+    def resolve(self, feature_set: "FeatureSet | str") -> FeatureSet:
+        """A set given as itself (read afresh: its version may have moved), its id or its name."""
+        if isinstance(feature_set, FeatureSet):
+            return self.get(feature_set_id=feature_set.id)
+        if not isinstance(feature_set, str):
+            raise InvalidInput(f"a feature set is a FeatureSet, a name or an id, got {type(feature_set).__name__}")
         try:
-            return self.get(feature_set_id=name_or_id)
+            return self.get(feature_set_id=feature_set)
         except NotFound:
-            return self.get(feature_set_name=name_or_id)
+            return self.get(feature_set_name=feature_set)
 
     def list(self) -> list[FeatureSet]:
         return [self._make(r) for r in self.ws.catalog.all("SELECT * FROM feature_sets ORDER BY created_at, name")]
