@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import exact, query as q
+from . import exact, index_guard, query as q
 from .blobs import BlobStore
 from .catalog import Catalog
 from .errors import InvalidInput, NotFound, WorkspaceBusy
@@ -67,12 +67,15 @@ class Workspace:
         self.id = namespace
         self._owner_lock: OwnerLock | None = None
         self.index: VectorIndex | None = None
+        self.index_damage: dict[str, str] = {}  # what the open-time probe found (set id or '*' -> reason)
+        self._index_files: dict | None = None
         if chroma_url:  # a server serialises writers itself
             self.index = VectorIndex(self.path / "chroma", chroma_url, namespace)
         else:
             self._owner_lock = OwnerLock(self.path / "chroma.lock")
-            if self._owner_lock.try_acquire():
-                self.index = VectorIndex(self.path / "chroma", None, namespace)
+            if self._owner_lock.try_acquire():  # probed first in a child when its files changed (never a segfault here)
+                self._index_files = index_guard.known_files(self.catalog)
+                self.index, self.index_damage = index_guard.open_embedded(self.path / "chroma", self.catalog, namespace)
         self._matrices: dict[str, exact.VectorMatrix] = {}
         self._matrix_lock = threading.Lock()
         self._allowed_cache: dict[tuple, np.ndarray] = {}  # filter -> matrix rows, see _allowed_rows
@@ -83,6 +86,12 @@ class Workspace:
         remove_abandoned_imports(self)
         self.sync_index()
         self.rebuilt_at_open = self._rebuild_damaged_index()
+        self._note_index_files()
+
+    def _note_index_files(self) -> None:
+        """Record the embedded index's HNSW files as good (this process wrote them whole)."""
+        if self.index is not None and self.index.url is None:
+            self._index_files = index_guard.note_files(self.catalog, self.path / "chroma", self._index_files)
 
     def _rebuild_damaged_index(self) -> list[str]:
         """Names of the sets whose index disagreed with the catalog at open (a deleted or
@@ -105,9 +114,10 @@ class Workspace:
         return cls(Path(path) if path else default_home(), chroma_url or chroma_url_from_env())
 
     def close(self) -> None:
-        self.catalog.close()
         if self.index is not None:
             self.index.close()
+            self._note_index_files()
+        self.catalog.close()
         if self._owner_lock is not None:
             self._owner_lock.release()
 
@@ -461,6 +471,7 @@ class Workspace:
         if self.index is None:  # another process owns the index and catches up from the catalog
             return
         set_ids = [set_id] if set_id else [r[0] for r in self.catalog.all("SELECT id FROM feature_sets")]
+        wrote = False
         with self.catalog.lock, exclusive(self.path / "index-sync.lock"):
             if set_id is None:
                 self.index.drop_others(set(set_ids))
@@ -469,6 +480,7 @@ class Workspace:
                     "SELECT rowid, entity_id FROM index_tombstones WHERE feature_set_id=? ORDER BY rowid", (sid,)
                 )
                 if tomb:
+                    wrote = True
                     self.index.delete(sid, [r[1] for r in tomb])
                     with self.catalog.transaction() as c:
                         c.execute(
@@ -485,10 +497,13 @@ class Workspace:
                     if not rows:
                         break
                     values = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+                    wrote = True
                     self.index.upsert(sid, [r[1] for r in rows], values)
                     mark = rows[-1][0]
                     with self.catalog.transaction() as c:
                         c.execute("UPDATE feature_sets SET indexed_rid=? WHERE id=?", (mark, sid))
+            if wrote:
+                self._note_index_files()
 
     def check_index(self, set_id: str) -> dict:
         """Compare the index with the catalog for one set."""
@@ -976,6 +991,7 @@ class FeatureSetsRepo:
             c.execute("DELETE FROM feature_sets WHERE id=?", (fs.id,))
         if self.ws.index is not None:  # else the owner drops it at its next full sync
             self.ws.index.drop(fs.id)
+            self.ws._note_index_files()
         self.ws._matrices.pop(fs.id, None)
         shutil.rmtree(self.ws.path / "cache" / "projections" / fs.id, ignore_errors=True)
 

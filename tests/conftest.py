@@ -20,7 +20,7 @@ from store import Workspace  # noqa: E402
 
 def pytest_addoption(parser):
     parser.addoption("--long", action="store_true", default=False,
-                     help="run the long reliability profiles (20 kills per job kind, many state-machine steps)")
+                     help="run the long reliability profiles (50 kills per job kind, many state-machine steps)")
 
 
 def free_port() -> int:
