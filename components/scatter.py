@@ -41,6 +41,10 @@ def projection_controls(*, key: str) -> dict[str, Any]:
     keys = [f"{key}:{name}" for name in ("method", "dims", "n_neighbors", "min_dist", "metric")]
     for widget_key in keys:
         remembered(widget_key)
+    # The sliders' defaults go into the session state rather than ``value=``: a widget given
+    # both a value and a state set by ``remembered`` makes Streamlit log a warning each run.
+    st.session_state.setdefault(f"{key}:n_neighbors", 15)
+    st.session_state.setdefault(f"{key}:min_dist", 0.1)
     left, mid = st.columns(2)
     method = left.radio("Method", list(METHOD_LABELS), format_func=METHOD_LABELS.get, horizontal=True,
                         key=f"{key}:method", help="UMAP keeps neighbourhoods; PCA is the quick, linear look.")
@@ -49,9 +53,9 @@ def projection_controls(*, key: str) -> dict[str, Any]:
     params: dict[str, Any] = {"method": method, "dims": dims}
     if method == "umap":
         a, b, c = st.columns(3)
-        params["n_neighbors"] = a.slider("n_neighbors", 2, 200, 15, key=f"{key}:n_neighbors",
+        params["n_neighbors"] = a.slider("n_neighbors", 2, 200, key=f"{key}:n_neighbors",
                                          help="Small: local detail; large: the global shape.")
-        params["min_dist"] = b.slider("min_dist", 0.0, 1.0, 0.1, step=0.01, key=f"{key}:min_dist",
+        params["min_dist"] = b.slider("min_dist", 0.0, 1.0, step=0.01, key=f"{key}:min_dist",
                                       help="How tightly points may pack together.")
         params["metric"] = c.selectbox("Metric", list(METRICS), key=f"{key}:metric")
     remember(*keys)
