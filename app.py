@@ -5,6 +5,8 @@ old-style multipage app and runs a deep-linked page (/search on a fresh server, 
 AppTest run) by itself, without this file's page config and navigation."""
 import streamlit as st
 
+from components.preload import preload_plotly
+
 st.set_page_config(page_title="featurelab", page_icon=":material/scatter_plot:", layout="wide")
 
 pages = [
@@ -21,3 +23,4 @@ pages = [
     st.Page("app_pages/export.py", title="Export and import", icon=":material/import_export:"),
 ]
 st.navigation(pages).run()
+preload_plotly()

@@ -117,7 +117,7 @@ def lasso(page: Page, path: list[tuple[float, float]] = LEFT_HALF, *, chart_key:
     """Draw a lasso with the mouse on a plotly map (the first on the page, or the chart with
     ``chart_key``), through points given as fractions of the plot area; then let the app's
     rerun finish unless ``wait`` is False. Returns ``time.perf_counter()`` at the release."""
-    scope = widget(page, chart_key) if chart_key else page.locator(".js-plotly-plot")
+    scope = widget(page, chart_key) if chart_key else page.locator(".js-plotly-plot:visible")
     drag = scope.locator(".nsewdrag").first
     expect(drag).to_be_visible(timeout=30_000)
     drag.scroll_into_view_if_needed()  # the mouse acts inside the viewport only

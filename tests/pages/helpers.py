@@ -14,6 +14,13 @@ def ok(at: AppTest) -> AppTest:
     return at
 
 
+def charts(at: AppTest) -> list:
+    """The page's plotly charts, without the hidden one that preloads plotly.js (app.py)."""
+    from components.preload import KEY
+
+    return [c for c in at.get("plotly_chart") if KEY not in c.proto.id]
+
+
 def texts(at: AppTest) -> str:
     """Everything the page says, for assertions on messages."""
     parts = [m.value for m in at.markdown] + [m.value for m in at.caption]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.pages.helpers import ok, png, texts
+from tests.pages.helpers import charts, ok, png, texts
 
 PAGE = "app_pages/clusters.py"
 
@@ -60,7 +60,7 @@ def test_run_kmeans_table_metadata_map_and_gallery(open_page, blobs, app_ws):
     # The map, coloured by cluster, after a PCA projection.
     at.radio(key="clusters:method").set_value("pca").run()
     at.button(key="clusters:project").click().run()
-    spec = json.loads(ok(at).get("plotly_chart")[0].proto.spec)
+    spec = json.loads(charts(ok(at))[0].proto.spec)
     traces = {t["name"]: len(t["hovertext"]) for t in spec["data"]}
     assert traces == {f"{cid}: {name}": 10 for cid, name in zip(table["id"], table["name"])}
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.pages.helpers import ok, texts, wait_for_job, plotly_values
+from tests.pages.helpers import charts, ok, texts, wait_for_job, plotly_values
 from tests.store.test_chroma_source import DOCS, _brute, _docs_data, _state
 
 PAGE = "app_pages/collections.py"
@@ -69,15 +69,15 @@ def test_list_search_map_and_import(open_page, app_ws, their_chroma):
     groups = _frame(ok(at), "collections:duplicates")
     assert sorted(groups.groupby("group")["id"].apply(sorted).tolist()) == [["doc-04", "doc-05"], ["doc-08", "doc-09"]]
     assert "**2 groups** of near-duplicates, 4 records" in texts(at)
-    assert len(at.get("plotly_chart")) == 1  # the histogram of nearest-neighbour distances
+    assert len(charts(at)) == 1  # the histogram of nearest-neighbour distances
 
     at.radio(key="collections:method").set_value("pca").run()
     at.button(key="collections:project").click().run()
-    spec = json.loads(ok(at).get("plotly_chart")[0].proto.spec)  # the map comes before the histogram
+    spec = json.loads(charts(ok(at))[0].proto.spec)  # the map comes before the histogram
     points = [name for trace in spec["data"] for name in plotly_values(trace["hovertext"])]
     assert sorted(points) == ids  # the hover names each record by its id
     at.selectbox(key="collections:color").select("topic").run()
-    spec = json.loads(ok(at).get("plotly_chart")[0].proto.spec)
+    spec = json.loads(charts(ok(at))[0].proto.spec)
     assert {t["name"] for t in spec["data"]} == {"a", "b"}
 
     at.text_input(key="collections:dataset").input("imported").run()

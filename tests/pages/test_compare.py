@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from store.compare import compare_sets
-from tests.pages.helpers import ok, png, texts
+from tests.pages.helpers import charts, ok, png, texts
 
 PAGE = "app_pages/compare.py"
 
@@ -67,7 +67,7 @@ def test_compare_two_sets_with_labels(open_page, two_sets, app_ws):
     assert metrics["Label agreement, set-a"] == f"{agreement['a']:.3f}" == "1.000"
     assert metrics["Label agreement, set-b"] == f"{agreement['b']:.3f}"
     assert "**set-a** puts items next to items of the same label more often" in texts(at)
-    histogram = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    histogram = json.loads(charts(at)[0].proto.spec)["data"][0]
     assert histogram["x"] == ["0/4", "1/4", "2/4", "3/4", "4/4"]
     assert _numbers(histogram["y"]) == expected.histogram()
 
@@ -94,12 +94,12 @@ def test_maps_ring_a_selection_on_both(open_page, two_sets, app_ws):
     at.radio(key="compare:method").set_value("pca").run()
     assert "No map of set-a and set-b" in texts(ok(at))
     at.button(key="compare:project").click().run()
-    charts = ok(at).get("plotly_chart")
-    assert len(charts) == 3  # the histogram and the two maps
+    drawn = charts(ok(at))
+    assert len(drawn) == 3  # the histogram and the two maps
     picked = [i.id for i in two_sets["items"][:5]]
     at.session_state["compare:picked"] = picked  # what a lasso on either map stores
     at.run()
-    for chart in ok(at).get("plotly_chart")[1:]:
+    for chart in charts(ok(at))[1:]:
         spec = json.loads(chart.proto.spec)
         ring = [t for t in spec["data"] if t.get("name") == "selected"]
         assert len(ring) == 1 and sorted(ring[0]["hovertext"]) == sorted(i.name for i in two_sets["items"][:5])
@@ -108,7 +108,7 @@ def test_maps_ring_a_selection_on_both(open_page, two_sets, app_ws):
     assert [c for img in at.image for c in img.captions][-5:] == [i.filename for i in two_sets["items"][:5]]
     at.button(key="compare:clear").click().run()
     assert "selected**" not in texts(ok(at))
-    for chart in at.get("plotly_chart")[1:]:
+    for chart in charts(at)[1:]:
         assert not [t for t in json.loads(chart.proto.spec)["data"] if t.get("name") == "selected"]
 
 

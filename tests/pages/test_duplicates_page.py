@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.pages.helpers import ok, png, texts
+from tests.pages.helpers import charts, ok, png, texts
 
 PAGE = "app_pages/duplicates.py"
 
@@ -46,7 +46,7 @@ def test_groups_hide_by_hand_hide_all_and_undo(open_page, app_ws, planted):
     captions = [c for img in at.image for c in img.captions]
     assert [c.split(" · ")[0] for c in captions] == ["/00.png", "/01.png", "/02.png", "/03.png", "/10.png", "/11.png"]
     assert captions[-2:] == ["/10.png · d=0.0000", "/11.png · d=0.0000"]  # exact copies: nearest at 0
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec = json.loads(charts(at)[0].proto.spec)
     assert sum(spec["data"][0]["y"]) == 30  # every vector's nearest-neighbour distance is in the histogram
     line = [s for s in spec["layout"]["shapes"] if s["type"] == "line"][0]
     assert line["x0"] == pytest.approx(at.slider(key="dup:threshold").value)

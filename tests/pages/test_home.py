@@ -52,3 +52,13 @@ def test_load_sample_data_gives_every_page_something_meaningful(open_page, app_w
     names = list(ok(search).dataframe[0].value["name"])
     assert names[0] == three.name
     assert sum(n.startswith("digit-3-") for n in names) >= 10  # of the 12 nearest
+
+
+def test_every_page_ends_with_a_hidden_chart_that_preloads_plotly(open_page):
+    from components.preload import KEY
+
+    for page in ("app_pages/home.py", "app_pages/map.py", "app_pages/upload.py"):
+        at = ok(open_page(page))
+        preload = [c for c in at.get("plotly_chart") if KEY in c.proto.id]
+        assert len(preload) == 1, page
+        assert any(f".st-key-{KEY} {{ display: none; }}" in h.proto.body for h in at.get("html")), page

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from components.scatter import map_figure, selected_entity_ids
-from tests.pages.helpers import ok, texts, plotly_values
+from tests.pages.helpers import charts, ok, texts, plotly_values
 
 PAGE = "app_pages/map.py"
 
@@ -26,12 +26,8 @@ def small(app_ws):
     return {"ds": ds, "fs": fs, "items": [r.item for r in results]}
 
 
-def _charts(at):
-    return at.get("plotly_chart")
-
-
 def _spec(at):
-    return json.loads(_charts(at)[0].proto.spec)
+    return json.loads(charts(at)[0].proto.spec)
 
 
 def _cache_files(ws):
@@ -42,20 +38,20 @@ def test_empty_workspace(open_page):
     at = ok(open_page(PAGE))
     assert at.title[0].value == "Map"
     assert "No feature set yet" in texts(at)
-    assert not _charts(at)
+    assert not charts(at)
 
 
 def test_empty_set_warns(open_page, app_ws):
     app_ws.feature_sets.create(name="nothing", size=4)
     at = ok(open_page(PAGE))
     assert "has no vectors yet" in texts(at)
-    assert not _charts(at)
+    assert not charts(at)
 
 
 def test_project_with_pca_then_cache(open_page, small, app_ws):
     at = open_page(PAGE)
     at.radio(key="map:method").set_value("pca").run()
-    assert not _charts(at) and not _cache_files(app_ws)
+    assert not charts(at) and not _cache_files(app_ws)
     assert "No map of **small-set**" in texts(ok(at))
     at.button(key="map:project").click().run()
     ok(at)
@@ -77,7 +73,7 @@ def test_project_with_pca_then_cache(open_page, small, app_ws):
     ok(again)
     assert all(b.key != "map:project" for b in again.button)
     assert "loaded from cache" in texts(again)
-    assert len(_charts(again)) == 1
+    assert len(charts(again)) == 1
     assert _cache_files(app_ws) == files and files[0].stat().st_mtime_ns == stamp
 
     # Colour by folder, then by a metadata field (items without it are "(none)").

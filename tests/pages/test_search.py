@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.pages.helpers import ok, png, texts, plotly_values
+from tests.pages.helpers import charts, ok, png, texts, plotly_values
 
 VECTORS = {"origin.png": [0, 0, 0], "x1.png": [1, 0, 0], "y2.txt": [0, 2, 0], "z3.txt": [0, 0, 3]}
 
@@ -179,7 +179,7 @@ def test_image_search_by_a_dropped_image(open_page, app_ws, tiny_clip_model):
 def test_distance_histogram_and_show_on_map(open_page, space):
     at = ok(_by_vector(open_page("app_pages/search.py"), "[0, 0, 0]"))
     at.slider(key="search:k").set_value(2).run()
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec = json.loads(charts(at)[0].proto.spec)
     bars = spec["data"][0]
     assert sum(bars["y"]) == 4  # every vector of the set, hidden ones too
     xs = sorted(s["x0"] for s in spec["layout"]["shapes"])
@@ -194,7 +194,7 @@ def test_distance_histogram_and_show_on_map(open_page, space):
     at.radio(key="map:method").set_value("pca").run()
     at.button(key="map:project").click().run()
     assert at.selectbox(key="map:color").value == "distance"
-    spec = json.loads(ok(at).get("plotly_chart")[0].proto.spec)
+    spec = json.loads(charts(ok(at))[0].proto.spec)
     by_name = dict(zip(plotly_values(spec["data"][0]["hovertext"]), plotly_values(spec["data"][0]["marker"]["color"])))
     assert by_name["z3.txt"] == pytest.approx(3.0) and by_name["origin.png"] == pytest.approx(0.0)
     ringed = next(t for t in spec["data"] if t.get("name") == "search results")
