@@ -8,8 +8,8 @@ import streamlit as st
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
 from components.selection import selection_actions
-from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, map_figure, map_table, projection_controls, remember,
-                                remembered, selected_entity_ids)
+from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, kept_map_figure, map_table, projection_controls,
+                                remember, remembered, selected_entity_ids)
 from components.state import user_errors, workspace
 from store.curation import outlier_scores
 from store.projection import STAGE_LABELS, cached_projection, project
@@ -87,8 +87,11 @@ with user_errors():
                 frame = frame.assign(**{OUTLIER_COLUMN: frame["entity_id"].map(scores).astype(float)})
             if column is not None and column not in frame:  # a field named like a built-in column
                 column = f"metadata.{column}"
-            figure = map_figure(frame, column, ringed=last["results"] if last else (),
-                                starred=last.get("query_entity") if last else None)
+            frame_key = json.dumps([projection.feature_set_id, projection.version, projection.params, fields,
+                                    ws.catalog.change_stamp(), color_by, last if color_by == "distance" else None],
+                                   sort_keys=True, default=str)
+            figure = kept_map_figure(frame, frame_key, column, ringed=last["results"] if last else (),
+                                     starred=last.get("query_entity") if last else None)
             event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"),
                                     key="map:chart")
             chosen = selected_entity_ids(event, frame)

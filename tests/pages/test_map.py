@@ -132,3 +132,25 @@ def test_colour_by_outlier_score(open_page, small, app_ws):
     want = np.sort(d, axis=1)[:, 4]  # the 5th nearest other point
     assert len(by_row) == 40
     assert all(score == pytest.approx(want[int(row)], rel=1e-5) for row, score in by_row.items())
+
+
+
+def test_the_figure_is_kept_across_reruns_until_something_it_shows_changes(open_page, small, app_ws):
+    import pandas as pd
+
+    from components.scatter import kept_map_figure
+
+    frame = pd.DataFrame({"entity_id": ["a", "b"], "x": [0.0, 1], "y": [0.0, 1], "name": ["A", "B"]})
+    kept = kept_map_figure(frame, "key-1", None)
+    assert kept_map_figure(frame, "key-1", None) is kept  # a rerun (a lasso) builds nothing
+    assert kept_map_figure(frame, "key-2", None) is not kept
+
+    # On the page, a change in the catalog reaches the map at the next rerun.
+    at = open_page(PAGE)
+    at.radio(key="map:method").set_value("pca").run()
+    at.button(key="map:project").click().run()
+    at.selectbox(key="map:color").select("metadata").run()
+    at.text_input(key="map:field").input("user.split").run()
+    assert {t["name"] for t in _spec(ok(at))["data"]} == {"train", "(none)"}
+    small["items"][30].update(metadata={"user": {"split": "test"}})
+    assert {t["name"] for t in _spec(ok(at.run()))["data"]} == {"train", "test", "(none)"}
