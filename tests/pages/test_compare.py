@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from store.compare import compare_sets
-from tests.pages.helpers import charts, ok, png, texts
+from tests.pages.helpers import charts, ok, plotly_values, png, texts
 
 PAGE = "app_pages/compare.py"
 
@@ -28,15 +28,6 @@ def two_sets(app_ws):
     app_ws.create_features(fa, a, items)
     app_ws.create_features(fb, b, items)
     return {"a": fa, "b": fb, "items": items}
-
-
-def _numbers(values) -> list:
-    """A plotly array from a figure's JSON: a list, or typed binary data."""
-    if isinstance(values, dict):
-        import base64
-
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
-    return list(values)
 
 
 def _metrics(at) -> dict[str, str]:
@@ -69,7 +60,7 @@ def test_compare_two_sets_with_labels(open_page, two_sets, app_ws):
     assert "**set-a** puts items next to items of the same label more often" in texts(at)
     histogram = json.loads(charts(at)[0].proto.spec)["data"][0]
     assert histogram["x"] == ["0/4", "1/4", "2/4", "3/4", "4/4"]
-    assert _numbers(histogram["y"]) == expected.histogram()
+    assert plotly_values(histogram["y"]) == expected.histogram()
 
     # The five most disagreeing items, each with its four neighbours in both sets.
     worst = expected.most_disagreeing(5).tolist()
