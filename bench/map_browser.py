@@ -59,8 +59,9 @@ def draw_and_lasso(page, url: str, n: int) -> tuple[float, float, int]:
     t0 = time.perf_counter()
     widget(page, "map:method").get_by_text("PCA", exact=True).click()
     page.get_by_text(f"{n} points").wait_for(timeout=120_000)
-    page.wait_for_function("() => document.querySelector('.st-key-map-chart .js-plotly-plot .gl-canvas-context') !== null"
-                           " || document.querySelector('.st-key-map-chart .js-plotly-plot canvas') !== null", timeout=120_000)
+    plot = ".st-key-map-chart .js-plotly-plot"  # the map's own chart, not the hidden preload one
+    page.wait_for_function(f"() => document.querySelector('{plot} .gl-canvas-context') !== null"
+                           f" || document.querySelector('{plot} canvas') !== null", timeout=120_000)
     draw_s = time.perf_counter() - t0
     settle(page, timeout=120_000)
     t1 = lasso(page, [(0.05, 0.05), (0.3, 0.05), (0.3, 0.95), (0.05, 0.95), (0.05, 0.06)], wait=False)
