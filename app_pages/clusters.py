@@ -10,10 +10,10 @@ from components.gallery import item_gallery, thumbnail
 from components.pickers import feature_set_picker
 from components.scatter import map_figure, map_table, projection_controls
 from components.state import user_errors, workspace
-from store.clusters import (KEY_PATTERN, ClusterResult, check_key, cluster_feature_set, default_key, default_vocabulary,
+from store.analysis.clusters import (KEY_PATTERN, ClusterResult, check_key, cluster_feature_set, default_key, default_vocabulary,
                             load_result, parse_vocabulary)
 from store.embedders.registry import OPEN_CLIP
-from store.projection import STAGE_LABELS, cached_projection, project
+from store.analysis.projection import STAGE_LABELS, cached_projection, project
 
 METHOD_LABELS = {"kmeans": "k-means", "hdbscan": "HDBSCAN (density)"}
 STAGES = {"load": "reading vectors", "cluster": "clustering", "name": "naming clusters", "save": "saving metadata"}

@@ -10,9 +10,9 @@ from components.results import results_table
 from components.scatter import map_figure, projection_controls, selected_entity_ids
 from components.state import user_errors, workspace
 from store import InvalidInput
-from store.chroma_source import ChromaSource, LoadedCollection, import_collection, open_source, source_signature
-from store.curation import suggest_threshold
-from store.projection import STAGE_LABELS
+from store.io.chroma_source import ChromaSource, LoadedCollection, import_collection, open_source, source_signature
+from store.analysis.duplicates import suggest_threshold
+from store.analysis.projection import STAGE_LABELS
 
 SHOWN_ROWS = 1000  # the records table shows this many; search and the map cover all
 SHOWN_GROUPS = 100

@@ -11,8 +11,8 @@ from components.gallery import item_gallery
 from components.pickers import feature_set_picker
 from components.scatter import COLOR_CHOICES, map_figure, map_table, projection_controls, selected_entity_ids
 from components.state import user_errors, workspace
-from store.compare import Comparison, compare_sets
-from store.projection import STAGE_LABELS, cached_projection, project
+from store.analysis.compare import Comparison, compare_sets
+from store.analysis.projection import STAGE_LABELS, cached_projection, project
 
 PICKED = "compare:picked"  # entity ids of the last lasso or box, on either map
 PENDING = "compare:pending"  # (side, selection event) from a map's callback, read on the next run

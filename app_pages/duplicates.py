@@ -11,7 +11,7 @@ from components.gallery import item_gallery
 from components.selection import selection_actions
 from components.pickers import feature_set_picker
 from components.state import flash, user_errors, workspace
-from store import curation
+from store.analysis import duplicates as curation
 
 VIEWS = ["Near-duplicates", "Outliers"]
 MAX_GROUPS = 40  # groups drawn as galleries (the hide-all button acts on every group)

@@ -86,7 +86,7 @@ with user_errors():
                                         key="sets:import-file")
         if st.button("Import vectors", key="sets:import-go", icon=":material/upload_file:",
                      disabled=vectors_file is None):
-            from store.vector_import import import_vectors
+            from store.io.vector_import import import_vectors
 
             suffix = Path(vectors_file.name).suffix.lower()
             with tempfile.TemporaryDirectory(prefix="featurelab-vectors-") as tmp:

@@ -51,7 +51,7 @@ with user_errors():
     )
 
     def _load_samples(progress, cancel):
-        from store.samples import load_sample
+        from store.io.samples import load_sample
 
         return load_sample(ws, progress=progress, cancel=cancel)
 

@@ -11,8 +11,8 @@ from components.selection import selection_actions
 from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, kept_map_figure, map_table, projection_controls,
                                 remember, remembered, selected_entity_ids)
 from components.state import user_errors, workspace
-from store.curation import outlier_scores
-from store.projection import STAGE_LABELS, cached_projection, project
+from store.analysis.duplicates import outlier_scores
+from store.analysis.projection import STAGE_LABELS, cached_projection, project
 
 GALLERY_LIMIT = 60
 OUTLIER_K = 5

@@ -37,7 +37,7 @@ def main() -> None:
     import torch
     from sklearn.cluster import KMeans
 
-    from store.clusters import cluster_feature_set, kmeans
+    from store.analysis.clusters import cluster_feature_set, kmeans
 
     if a.centres is None:
         values = clustered(a.n, a.dim)

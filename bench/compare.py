@@ -37,7 +37,7 @@ def main() -> None:
     import torch
     from sklearn.neighbors import NearestNeighbors
 
-    from store.compare import compare_sets, shared_counts
+    from store.analysis.compare import compare_sets, shared_counts
 
     rng = np.random.default_rng(0)
     values_a = clustered(a.n, a.dim)

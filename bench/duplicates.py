@@ -1,5 +1,5 @@
 """Near-duplicates benchmark (issue 8): exact near-duplicate groups of a feature set
-(``store.curation.duplicate_groups``) against the plain approach, one Chroma query per item
+(``store.analysis.duplicates.duplicate_groups``) against the plain approach, one Chroma query per item
 (``n_results=k``, then the threshold), measured in the same run on the same collection.
 
     .venv/bin/python bench/duplicates.py                  # 20k x 512 (target: < 5 s, >= 5x)
@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store import Workspace  # noqa: E402
-from store import curation  # noqa: E402
+from store.analysis import duplicates as curation  # noqa: E402
 
 
 def planted(n: int, dim: int, seed: int = 0, share: float = 0.05) -> tuple[np.ndarray, list[set[int]]]:
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of featurelab (the best is kept)")
     args = parser.parse_args()
 
-    from store.projection import knn_device
+    from store.analysis.projection import knn_device
 
     values, groups = planted(args.n, args.dim)
     load = os.getloadavg()[0]

@@ -3,7 +3,7 @@
 Measures in one run, on the same files, model and machine:
   (a) the seed's loop: one item at a time, ``.tolist()``, one write per item
       (``feature_set.features.create(value=vec.tolist(), entity=item)``);
-  (b) featurelab's pipeline (``store.pipeline.embed_dataset``);
+  (b) featurelab's pipeline (``store.embedders.job.embed_dataset``);
   (c) the model alone on ready tensors: the ceiling for (b).
 and prints items/s and the ratios. The model is a stock open_clip architecture with random
 weights, written to a checkpoint and loaded through the registry like a user's own file
@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from store import Workspace  # noqa: E402
 from store.embedders import load_embedder, parse_spec  # noqa: E402
-from store.pipeline import create_feature_set, embed_dataset  # noqa: E402
+from store.embedders.job import create_feature_set, embed_dataset  # noqa: E402
 
 
 def make_jpegs(folder: Path, count: int, width: int, height: int, seed: int = 0) -> None:

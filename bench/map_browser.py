@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from store import Workspace  # noqa: E402
-from store.projection import project  # noqa: E402
+from store.analysis.projection import project  # noqa: E402
 from store_search import clustered  # noqa: E402
 from tests.browser.app_server import CHROMIUM_ARGS, chromium_path, running_app  # noqa: E402
 from tests.browser.ui import goto, lasso, select, settle, widget  # noqa: E402

@@ -1,4 +1,4 @@
-"""What guarding the embedded Chroma folder costs at open (issue 7, ``store.index_guard``).
+"""What guarding the embedded Chroma folder costs at open (issue 7, ``store.index.guard``).
 
 For workspaces of 1, 10 and 50 feature sets (each past Chroma's flush threshold, so every
 set has HNSW files): the whole ``Workspace.open``, the guard's check when the files are
@@ -23,7 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store import Workspace, index_guard  # noqa: E402
+from store import Workspace  # noqa: E402
+from store.index import guard as index_guard  # noqa: E402
 
 
 def build(root: Path, sets: int, n: int, dim: int) -> None:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from store import Workspace  # noqa: E402
-from store import projection  # noqa: E402
+from store.analysis import projection  # noqa: E402
 
 SMALL = 2000  # the set a fresh process maps, to show the fixed cost
 
@@ -66,7 +66,7 @@ FRESH_OURS = """
 import sys, time; started = time.perf_counter()
 sys.path.insert(0, {root!r})
 from store import Workspace
-from store.projection import clear_projection_cache, project
+from store.analysis.projection import clear_projection_cache, project
 with Workspace.open({path!r}) as ws:
     clear_projection_cache(ws, "small")
     project(ws, "small")

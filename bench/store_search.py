@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store import Filters, Workspace  # noqa: E402
-from store.vectors import HNSW  # noqa: E402
+from store.index.chroma import HNSW  # noqa: E402
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:

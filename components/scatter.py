@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from store.projection import METRICS, map_frame
+from store.analysis.projection import METRICS, map_frame
 
 METHOD_LABELS = {"umap": "UMAP", "pca": "PCA"}
 COLOR_CHOICES = {"dataset": "Dataset", "dir": "Folder", "label": "Label", "kind": "Kind",
@@ -36,7 +36,7 @@ def remember(*widget_keys: str) -> None:
 
 
 def projection_controls(*, key: str) -> dict[str, Any]:
-    """The parameters of ``store.projection.project`` (method, dims and UMAP's own), kept
+    """The parameters of ``store.analysis.projection.project`` (method, dims and UMAP's own), kept
     while the user visits other pages."""
     keys = [f"{key}:{name}" for name in ("method", "dims", "n_neighbors", "min_dist", "metric")]
     for widget_key in keys:
@@ -69,7 +69,7 @@ def _map_table(_ws, _projection, set_id: str, version: int, params: str, fields:
 
 
 def map_table(ws, projection, fields: Sequence[str] = ()) -> pd.DataFrame:
-    """``store.projection.map_frame`` of a projection, kept across reruns and sessions until
+    """``store.analysis.projection.map_frame`` of a projection, kept across reruns and sessions until
     the catalog changes: a lasso over 100k points must not re-read 100k items. Shared: never
     mutate it (``assign`` a copy instead)."""
     return _map_table(ws, projection, projection.feature_set_id, projection.version,

@@ -1,9 +1,9 @@
 """featurelab's store: workspace, datasets, items, annotations, feature sets, features,
 search in the Dataloop-style filter language, export and import. Never imports streamlit."""
 from .errors import FeaturelabError, FilterError, InvalidInput, NotFound
-from .filters import Filters
+from .search.filters import Filters
 from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
-from .transfer import export_dataset, import_dataset
+from .io.transfer import export_dataset, import_dataset
 from .workspace import Workspace
 
 __all__ = [

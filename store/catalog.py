@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS index_tombstones (
     feature_set_id TEXT NOT NULL,
     entity_id TEXT NOT NULL
 );
--- What each hide action of store.curation hid (JSON list of item ids), so undo restores exactly that.
+-- What each hide action of store.analysis.duplicates hid (JSON list of item ids), so undo restores exactly that.
 CREATE TABLE IF NOT EXISTS hide_actions (
     id TEXT PRIMARY KEY,
     feature_set_id TEXT,

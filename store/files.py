@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import mimetypes
+import os
 import posixpath
 import unicodedata
 import warnings
@@ -14,6 +15,7 @@ from .errors import InvalidInput
 
 # Pillow only warns between 1x and 2x its limit; featurelab refuses anything above 1x.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+MAX_UPLOAD_BYTES = int(os.environ.get("FEATURELAB_MAX_UPLOAD_MB", "1024")) * 1024 * 1024
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 TEXT_EXTENSIONS = {".txt", ".md", ".csv", ".json", ".jsonl", ".tsv", ".html", ".xml", ".rst", ".py", ".yaml", ".yml"}
 
@@ -117,3 +119,12 @@ def inspect(data: bytes, name: str) -> FileFacts:
     if ext in TEXT_EXTENSIONS:
         raise InvalidInput(f"{name}: not UTF-8 text; convert it to UTF-8 (e.g. iconv -t utf-8) and upload again")
     return FileFacts("other", mimetypes.guess_type(name)[0] or "application/octet-stream")
+
+
+def check_upload_size(name: str, size: int) -> None:
+    """Refuse a file over the upload limit (``FEATURELAB_MAX_UPLOAD_MB``) before reading it."""
+    if size > MAX_UPLOAD_BYTES:
+        raise InvalidInput(
+            f"{name}: {size / 2**20:.1f} MB is over the {MAX_UPLOAD_BYTES // 2**20} MB limit; "
+            "split the file or raise FEATURELAB_MAX_UPLOAD_MB"
+        )

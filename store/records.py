@@ -24,13 +24,13 @@ class Dataset:
 
     @property
     def items(self):
-        from .workspace import ItemsRepo
+        from .repos import ItemsRepo
 
         return ItemsRepo(self._ws, self.id)
 
     @property
     def annotations(self):
-        from .workspace import DatasetAnnotations
+        from .repos import DatasetAnnotations
 
         return DatasetAnnotations(self._ws, self.id)
 
@@ -38,8 +38,8 @@ class Dataset:
         self._ws.datasets.delete(self.id)
 
     def export(self, local_path, **kwargs):
-        """See ``store.transfer.export_dataset``."""
-        from .transfer import export_dataset
+        """See ``store.io.transfer.export_dataset``."""
+        from .io.transfer import export_dataset
 
         return export_dataset(self._ws, self, local_path, **kwargs)
 
@@ -84,13 +84,13 @@ class Item:
 
     @property
     def features(self):
-        from .workspace import FeaturesRepo
+        from .repos import FeaturesRepo
 
         return FeaturesRepo(self._ws, entity_id=self.id)
 
     @property
     def annotations(self):
-        from .workspace import ItemAnnotations
+        from .repos import ItemAnnotations
 
         return ItemAnnotations(self._ws, self)
 
@@ -143,7 +143,7 @@ class Annotation:
 
     @property
     def features(self):
-        from .workspace import FeaturesRepo
+        from .repos import FeaturesRepo
 
         return FeaturesRepo(self._ws, entity_id=self.id)
 
@@ -177,7 +177,7 @@ class FeatureSet:
 
     @property
     def features(self):
-        from .workspace import FeaturesRepo
+        from .repos import FeaturesRepo
 
         return FeaturesRepo(self._ws, feature_set=self)
 

@@ -12,8 +12,6 @@ import json
 import logging
 import math
 import os
-import re
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -21,33 +19,24 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from . import exact, index_guard, query as q
+from .index import guard as index_guard
+from .search import exact, language as q
 from .blobs import BlobStore
 from .catalog import Catalog
 from .errors import InvalidInput, NotFound, WorkspaceBusy
 from .locks import OwnerLock, exclusive
-from .files import inspect, normalize_dir, safe_name
+from .files import check_upload_size, inspect, normalize_dir, safe_name
 from .ids import new_id
 from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
-from .vectors import VectorIndex, chroma_url_from_env
+from .repos import DatasetsRepo, FeatureSetsRepo, check_json
+from .index.chroma import VectorIndex, chroma_url_from_env
 
 log = logging.getLogger(__name__)
-SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # ids that may name a Chroma collection or a cache folder
-ENTITY_TYPES = ("item", "annotation")
-METRICS = ("euclidean",)
-MAX_UPLOAD_BYTES = int(os.environ.get("FEATURELAB_MAX_UPLOAD_MB", "1024")) * 1024 * 1024
 ProgressFn = Callable[[int, int], None]
 
 
 def default_home() -> Path:
     return Path(os.environ.get("FEATURELAB_HOME", "./workspace"))
-
-
-def _check_json(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what} must be JSON data without NaN or infinity: {exc}") from exc
 
 
 class Workspace:
@@ -81,14 +70,14 @@ class Workspace:
         self._allowed_cache: dict[tuple, np.ndarray] = {}  # filter -> matrix rows, see _allowed_rows
         self.datasets = DatasetsRepo(self)
         self.feature_sets = FeatureSetsRepo(self)
-        from .transfer import remove_abandoned_imports
+        from .io.transfer import remove_abandoned_imports
 
         remove_abandoned_imports(self)
         self.sync_index()
         self.rebuilt_at_open = self._rebuild_damaged_index()
-        self._note_index_files()
+        self.note_index_files()
 
-    def _note_index_files(self) -> None:
+    def note_index_files(self) -> None:
         """Record the embedded index's HNSW files as good (this process wrote them whole)."""
         if self.index is not None and self.index.url is None:
             self._index_files = index_guard.note_files(self.catalog, self.path / "chroma", self._index_files)
@@ -116,7 +105,7 @@ class Workspace:
     def close(self) -> None:
         if self.index is not None:
             self.index.close()
-            self._note_index_files()
+            self.note_index_files()
         self.catalog.close()
         if self._owner_lock is not None:
             self._owner_lock.release()
@@ -143,8 +132,8 @@ class Workspace:
         self.close()
 
     def import_dataset(self, path: str | os.PathLike, *, name: str | None = None, progress: ProgressFn | None = None) -> Dataset:
-        """Import an export folder or zip as a new dataset (see ``store.transfer``)."""
-        from .transfer import import_dataset
+        """Import an export folder or zip as a new dataset (see ``store.io.transfer``)."""
+        from .io.transfer import import_dataset
 
         return import_dataset(self, path, name=name, progress=progress)
 
@@ -163,7 +152,7 @@ class Workspace:
         }
 
     # ---- items ---------------------------------------------------------------------
-    def _item(self, row) -> Item:
+    def item_from_row(self, row) -> Item:
         return Item(
             id=row["id"], dataset_id=row["dataset_id"], name=row["name"], dir=row["dir"], kind=row["kind"],
             mimetype=row["mimetype"], size=row["size"], sha256=row["sha256"], width=row["width"],
@@ -175,9 +164,9 @@ class Workspace:
         row = self.catalog.one("SELECT * FROM items WHERE id=?", (item_id,))
         if row is None:
             raise NotFound(f"no item with id {item_id!r}; list items with `python -m store items --dataset NAME`")
-        return self._item(row)
+        return self.item_from_row(row)
 
-    def _rows_by_ids(self, sql: str, ids: Sequence[str], params: tuple = ()) -> list:
+    def rows_by_ids(self, sql: str, ids: Sequence[str], params: tuple = ()) -> list:
         """Rows of ``sql`` (with ``{}`` where the id placeholders go), in chunks SQLite accepts."""
         rows = []
         for start in range(0, len(ids), 900):
@@ -190,7 +179,7 @@ class Workspace:
     def items_by_ids(self, ids: Sequence[str]) -> dict[str, Item]:
         """Items by id (missing ids left out). Rows are read by position: this runs once per
         search page, where looking columns up by name was a tenth of the query's time."""
-        rows = self._rows_by_ids(f"SELECT {self._ITEM_COLUMNS} FROM items WHERE id IN ({{}})", ids)
+        rows = self.rows_by_ids(f"SELECT {self._ITEM_COLUMNS} FROM items WHERE id IN ({{}})", ids)
         return {
             r[0]: Item(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]),
                        {} if r[11] == "{}" else json.loads(r[11]), r[12], self)
@@ -207,7 +196,7 @@ class Workspace:
             if metadata is not None:
                 if not isinstance(metadata, dict):
                     raise InvalidInput("metadata must be a JSON object (a dict)")
-                c.execute("UPDATE items SET metadata=? WHERE id=?", (_check_json(metadata, "metadata"), item_id))
+                c.execute("UPDATE items SET metadata=? WHERE id=?", (check_json(metadata, "metadata"), item_id))
         return self.get_item(item_id)
 
     def upload_one(
@@ -217,12 +206,8 @@ class Workspace:
         try:
             display = safe_name(name)
             folder = normalize_dir(folder)
-            if len(data) > MAX_UPLOAD_BYTES:
-                raise InvalidInput(
-                    f"{display}: {len(data) / 2**20:.1f} MB is over the {MAX_UPLOAD_BYTES // 2**20} MB limit; "
-                    "split the file or raise FEATURELAB_MAX_UPLOAD_MB"
-                )
-            meta_json = _check_json(metadata or {}, "metadata")
+            check_upload_size(display, len(data))
+            meta_json = check_json(metadata or {}, "metadata")
             facts = inspect(data, display)
         except InvalidInput as exc:
             return UploadResult(str(name), "rejected", None, str(exc))
@@ -234,9 +219,9 @@ class Workspace:
                     (dataset_id, sha),
                 ).fetchone()
                 if row is not None:
-                    item = self._item(row)
+                    item = self.item_from_row(row)
                     return UploadResult(display, "duplicate", item, f"same content as {item.filename}; kept that item")
-            final = self._free_name(c, dataset_id, folder, display)
+            final = self.free_name(c, dataset_id, folder, display)
             item_id = new_id()
             c.execute(
                 "INSERT INTO items (id, dataset_id, name, dir, kind, mimetype, size, sha256, width, height,"
@@ -248,7 +233,7 @@ class Workspace:
         return UploadResult(display, "added", self.get_item(item_id), message)
 
     @staticmethod
-    def _free_name(c, dataset_id: str, folder: str, name: str) -> str:
+    def free_name(c, dataset_id: str, folder: str, name: str) -> str:
         stem, dot, ext = name.rpartition(".")
         if not dot:
             stem, ext = name, ""
@@ -275,7 +260,7 @@ class Workspace:
                 ann = [r[0] for r in c.execute(f"SELECT id FROM annotations WHERE item_id IN ({marks})", chunk)]
                 touched |= self._delete_features_of_entities(c, chunk + ann)
                 c.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
-        self._after_feature_write(touched)
+        self.after_feature_write(touched)
         self._drop_unreferenced_blobs(shas)
         return len(ids)
 
@@ -285,7 +270,7 @@ class Workspace:
                 self.blobs.delete(sha)
 
     # ---- annotations ---------------------------------------------------------------
-    def _annotation(self, row) -> Annotation:
+    def annotation_from_row(self, row) -> Annotation:
         return Annotation(
             id=row["id"], item_id=row["item_id"], label=row["label"], type=row["type"],
             coordinates=json.loads(row["coordinates"]), metadata=json.loads(row["metadata"]),
@@ -311,7 +296,7 @@ class Workspace:
             c.execute(
                 "INSERT INTO annotations (id, item_id, label, type, coordinates, metadata, created_at)"
                 " VALUES (?,?,?,?,?,?,?)",
-                (ann_id, item.id, label.strip(), "box", json.dumps(coords), _check_json(metadata or {}, "metadata"),
+                (ann_id, item.id, label.strip(), "box", json.dumps(coords), check_json(metadata or {}, "metadata"),
                  time.time()),
             )
         return self.get_annotation(ann_id)
@@ -320,7 +305,7 @@ class Workspace:
         row = self.catalog.one("SELECT * FROM annotations WHERE id=?", (annotation_id,))
         if row is None:
             raise NotFound(f"no annotation with id {annotation_id!r}")
-        return self._annotation(row)
+        return self.annotation_from_row(row)
 
     def delete_annotations(self, annotation_ids: Sequence[str]) -> int:
         ids = list(annotation_ids)
@@ -329,11 +314,11 @@ class Workspace:
             for start in range(0, len(ids), 900):
                 chunk = ids[start : start + 900]
                 c.execute(f"DELETE FROM annotations WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-        self._after_feature_write(touched)
+        self.after_feature_write(touched)
         return len(ids)
 
     # ---- features ------------------------------------------------------------------
-    def _feature(self, row) -> Feature:
+    def feature_from_row(self, row) -> Feature:
         value = np.frombuffer(row["value"], dtype=np.float32).copy()
         return Feature(
             id=row["id"], feature_set_id=row["feature_set_id"], entity_id=row["entity_id"],
@@ -344,7 +329,7 @@ class Workspace:
         row = self.catalog.one("SELECT * FROM features WHERE id=?", (feature_id,))
         if row is None:
             raise NotFound(f"no feature vector with id {feature_id!r}")
-        return self._feature(row)
+        return self.feature_from_row(row)
 
     def _resolve_entities(self, fs: FeatureSet, entities: Sequence[Any]) -> list[tuple[str, str]]:
         """(entity id, dataset id) for each entity, checked to exist and match the set's type."""
@@ -423,7 +408,7 @@ class Workspace:
                 rows,
             )
             c.execute("UPDATE feature_sets SET version = version + 1 WHERE id=?", (fs.id,))
-        self._after_feature_write({fs.id})
+        self.after_feature_write({fs.id})
         return [
             Feature(fid, fs.id, eid, did, arr[i].copy(), now, self)
             for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))
@@ -457,10 +442,10 @@ class Workspace:
                 touched.add(row[0])
             for set_id in touched:
                 c.execute("UPDATE feature_sets SET version = version + 1 WHERE id=?", (set_id,))
-        self._after_feature_write(touched)
+        self.after_feature_write(touched)
         return len(ids)
 
-    def _after_feature_write(self, set_ids: Iterable[str]) -> None:
+    def after_feature_write(self, set_ids: Iterable[str]) -> None:
         for set_id in set_ids:
             self.sync_index(set_id)
 
@@ -503,7 +488,7 @@ class Workspace:
                     with self.catalog.transaction() as c:
                         c.execute("UPDATE feature_sets SET indexed_rid=? WHERE id=?", (mark, sid))
             if wrote:
-                self._note_index_files()
+                self.note_index_files()
 
     def check_index(self, set_id: str) -> dict:
         """Compare the index with the catalog for one set."""
@@ -556,7 +541,7 @@ class Workspace:
     # ---- search ----------------------------------------------------------------------
     def search(self, filters: Any, *, dataset_id: str | None = None) -> Pages:
         """Run a filter (the seed's custom_filter JSON, a ``Filters``, or a ``Query``)."""
-        from .filters import Filters
+        from .search.filters import Filters
 
         if isinstance(filters, Filters):
             query = q.parse(filters.prepare())
@@ -601,7 +586,7 @@ class Workspace:
             f"SELECT {select} FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
             [*params, query.page_size, query.offset],
         )
-        make = {"items": self._item, "annotations": self._annotation, "feature_vectors": self._feature}[query.resource]
+        make = {"items": self.item_from_row, "annotations": self.annotation_from_row, "feature_vectors": self.feature_from_row}[query.resource]
         return [make(r) for r in rows], total
 
     def query_vector(self, fs: FeatureSet, value: list[float] | str | np.ndarray) -> np.ndarray:
@@ -695,12 +680,12 @@ class Workspace:
         if resource == "items":
             found = self.items_by_ids(entity_ids)
         elif resource == "annotations":
-            rows = self._rows_by_ids("SELECT * FROM annotations WHERE id IN ({})", entity_ids)
-            found = {r["id"]: self._annotation(r) for r in rows}
+            rows = self.rows_by_ids("SELECT * FROM annotations WHERE id IN ({})", entity_ids)
+            found = {r["id"]: self.annotation_from_row(r) for r in rows}
         else:
-            rows = self._rows_by_ids("SELECT * FROM features WHERE feature_set_id=? AND entity_id IN ({})", entity_ids,
+            rows = self.rows_by_ids("SELECT * FROM features WHERE feature_set_id=? AND entity_id IN ({})", entity_ids,
                                      (fs.id,))
-            found = {r["entity_id"]: self._feature(r) for r in rows}
+            found = {r["entity_id"]: self.feature_from_row(r) for r in rows}
         out = []
         for eid, d in zip(entity_ids, distances):
             rec = found.get(eid)
@@ -708,341 +693,3 @@ class Workspace:
                 rec.distance = float(d)
                 out.append(rec)
         return out
-
-
-class DatasetsRepo:
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-
-    def _make(self, row) -> Dataset:
-        return Dataset(row["id"], row["name"], row["created_at"], self.ws)
-
-    def create(self, name: str) -> Dataset:
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidInput("a dataset needs a non-empty name")
-        name = name.strip()
-        if self.ws.catalog.one("SELECT 1 FROM datasets WHERE name=?", (name,)):
-            raise InvalidInput(f"a dataset named {name!r} already exists; pick another name or use datasets.get")
-        ds_id = new_id()
-        with self.ws.catalog.transaction() as c:
-            c.execute("INSERT INTO datasets (id, name, created_at) VALUES (?,?,?)", (ds_id, name, time.time()))
-        return self.get(dataset_id=ds_id)
-
-    def get(self, dataset_name: str | None = None, dataset_id: str | None = None) -> Dataset:
-        if dataset_id:
-            row = self.ws.catalog.one("SELECT * FROM datasets WHERE id=?", (dataset_id,))
-        elif dataset_name:
-            row = self.ws.catalog.one("SELECT * FROM datasets WHERE name=?", (dataset_name,))
-        else:
-            raise InvalidInput("give dataset_name or dataset_id")
-        if row is None:
-            raise NotFound(f"no dataset {dataset_id or dataset_name!r}; create it first or list them with `python -m store datasets`")
-        return self._make(row)
-
-    def get_or_create(self, name: str) -> Dataset:
-        try:
-            return self.get(dataset_name=name)
-        except NotFound:
-            return self.create(name)
-
-    def list(self) -> list[Dataset]:
-        rows = self.ws.catalog.all("SELECT * FROM datasets WHERE name NOT LIKE '.importing-%' ORDER BY created_at, name")
-        return [self._make(r) for r in rows]
-
-    def delete(self, dataset_id: str) -> None:
-        ds = self.get(dataset_id=dataset_id)
-        ids = [r[0] for r in self.ws.catalog.all("SELECT id FROM items WHERE dataset_id=?", (ds.id,))]
-        self.ws.delete_items(ids)
-        with self.ws.catalog.transaction() as c:
-            c.execute("DELETE FROM datasets WHERE id=?", (ds.id,))
-
-
-class ItemsRepo:
-    """The items of one dataset."""
-
-    def __init__(self, ws: Workspace, dataset_id: str) -> None:
-        self.ws = ws
-        self.dataset_id = dataset_id
-
-    def upload(
-        self,
-        files: Any,
-        dir: str = "/",
-        *,
-        copy: bool = False,
-        metadata: dict | None = None,
-        progress: ProgressFn | None = None,
-    ) -> list[UploadResult]:
-        """Upload files into ``dir``. ``files``: a path, a folder (walked; sub-folders become
-        dirs), ``(name, bytes)``, or a list of these. The same bytes twice in one dataset give
-        back the existing item (status ``duplicate``) unless ``copy=True``. A bad file is
-        ``rejected`` with the reason; the others go on."""
-        jobs = list(_expand_uploads(files, normalize_dir(dir)))
-        results: list[UploadResult] = []
-        for done, (name, folder, loader) in enumerate(jobs, 1):
-            try:
-                data = loader()
-            except OSError as exc:
-                results.append(UploadResult(name, "rejected", None, f"{name}: cannot read ({exc})"))
-            except InvalidInput as exc:
-                results.append(UploadResult(name, "rejected", None, str(exc)))
-            else:
-                results.append(self.ws.upload_one(self.dataset_id, name, data, folder, copy=copy, metadata=metadata))
-            if progress:
-                progress(done, len(jobs))
-        return results
-
-    def upload_bytes(self, data: bytes, name: str, dir: str = "/", **kwargs) -> UploadResult:
-        return self.upload([(name, data)], dir, **kwargs)[0]
-
-    def get(self, item_id: str | None = None, filepath: str | None = None) -> Item:
-        if filepath:
-            folder, _, name = filepath.rpartition("/")
-            row = self.ws.catalog.one(
-                "SELECT * FROM items WHERE dataset_id=? AND dir=? AND name=?",
-                (self.dataset_id, normalize_dir(folder), name),
-            )
-            if row is None:
-                raise NotFound(f"no item {filepath!r} in this dataset")
-            return self.ws._item(row)
-        item = self.ws.get_item(item_id)
-        if item.dataset_id != self.dataset_id:
-            raise NotFound(f"item {item_id!r} is not in this dataset")
-        return item
-
-    def list(self, filters: Any = None) -> Pages:
-        """Items of this dataset; ``filters`` in the filter language (vector search included)."""
-        return self.ws.search(filters if filters is not None else {}, dataset_id=self.dataset_id)
-
-    def delete(self, item_ids: Sequence[str]) -> int:
-        found = self.ws.items_by_ids(list(item_ids))
-        foreign = [i for i in item_ids if i not in found or found[i].dataset_id != self.dataset_id]
-        if foreign:
-            raise NotFound(f"item(s) {foreign[:5]} are not in this dataset; nothing was deleted")
-        return self.ws.delete_items(item_ids)
-
-    def count(self) -> int:
-        return self.ws.catalog.scalar("SELECT COUNT(*) FROM items WHERE dataset_id=?", (self.dataset_id,))
-
-
-def _read_limited(path: Path) -> bytes:
-    """A file's bytes, refusing one over the upload limit before reading it."""
-    size = path.stat().st_size
-    if size > MAX_UPLOAD_BYTES:
-        raise InvalidInput(
-            f"{path.name}: {size / 2**20:.1f} MB is over the {MAX_UPLOAD_BYTES // 2**20} MB limit; "
-            "split the file or raise FEATURELAB_MAX_UPLOAD_MB"
-        )
-    return path.read_bytes()
-
-
-def _expand_uploads(files: Any, base_dir: str):
-    """(name, dir, loader) for each file to upload."""
-    if isinstance(files, (str, os.PathLike, tuple)):
-        files = [files]
-    for entry in files:
-        if isinstance(entry, tuple):
-            name, data = entry
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise InvalidInput(f"upload ({name!r}, ...) needs bytes, got {type(data).__name__}")
-            yield str(name), base_dir, (lambda d=bytes(data): d)
-            continue
-        path = Path(entry)
-        if path.is_dir():
-            for sub in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
-                rel = sub.parent.relative_to(path).as_posix()
-                folder = base_dir if rel == "." else normalize_dir(f"{base_dir}/{rel}")
-                yield sub.name, folder, (lambda p=sub: _read_limited(p))
-        elif path.is_file():
-            yield path.name, base_dir, (lambda p=path: _read_limited(p))
-        else:
-            raise NotFound(f"{path}: no such file or folder")
-
-
-class ItemAnnotations:
-    def __init__(self, ws: Workspace, item: Item) -> None:
-        self.ws = ws
-        self.item = item
-
-    def create(self, label: str, box: Sequence[float], metadata: dict | None = None) -> Annotation:
-        return self.ws.add_box(self.item, label, box, metadata)
-
-    def list(self) -> list[Annotation]:
-        rows = self.ws.catalog.all("SELECT * FROM annotations WHERE item_id=? ORDER BY created_at, id", (self.item.id,))
-        return [self.ws._annotation(r) for r in rows]
-
-    def get(self, annotation_id: str) -> Annotation:
-        ann = self.ws.get_annotation(annotation_id)
-        if ann.item_id != self.item.id:
-            raise NotFound(f"annotation {annotation_id!r} is not on item {self.item.filename}")
-        return ann
-
-    def delete(self, annotation_id: str) -> None:
-        self.get(annotation_id)
-        self.ws.delete_annotations([annotation_id])
-
-
-class DatasetAnnotations:
-    def __init__(self, ws: Workspace, dataset_id: str) -> None:
-        self.ws = ws
-        self.dataset_id = dataset_id
-
-    def list(self, filters: Any = None) -> Pages:
-        f = q.parse(filters or {}, resource="annotations")
-        f.resource = "annotations"
-        return self.ws.search(f, dataset_id=self.dataset_id)
-
-    def import_coco(self, coco: str | os.PathLike | dict) -> dict:
-        """Boxes from a COCO JSON file; see ``store.coco``."""
-        from .coco import import_coco
-
-        return import_coco(self.ws, self.dataset_id, coco)
-
-
-class FeatureSetsRepo:
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-
-    def _make(self, row) -> FeatureSet:
-        return FeatureSet(
-            id=row["id"], name=row["name"], size=row["size"], set_type=row["set_type"],
-            entity_type=row["entity_type"], model=json.loads(row["model"]) if row["model"] else None,
-            metric=row["metric"], created_at=row["created_at"], version=row["version"], _ws=self.ws,
-        )
-
-    def create(
-        self,
-        name: str,
-        size: int | None = None,
-        set_type: str = "embeddings",
-        entity_type: str = "item",
-        model: str | dict | None = None,
-        metric: str = "euclidean",
-        model_id: str | dict | None = None,
-        feature_set_id: str | None = None,
-    ) -> FeatureSet:
-        """A named container of vectors of one ``size``. ``model`` (or the SDK's ``model_id``)
-        names the model that makes them: a name or a dict with at least ``name``."""
-        model = model if model is not None else model_id
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidInput("a feature set needs a non-empty name")
-        name = name.strip()
-        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 65536:
-            raise InvalidInput(f"size must be a whole number from 1 to 65536 (the vector length), got {size!r}")
-        entity_type = getattr(entity_type, "value", entity_type)
-        if entity_type not in ENTITY_TYPES:
-            raise InvalidInput(f"entity_type must be one of {list(ENTITY_TYPES)}, got {entity_type!r}")
-        if metric not in METRICS:
-            raise InvalidInput(f"metric must be one of {list(METRICS)}, got {metric!r}")
-        if not isinstance(set_type, str) or not set_type:
-            raise InvalidInput("set_type must be a non-empty string such as 'embeddings'")
-        if isinstance(model, str):
-            model = {"name": model}
-        if model is not None and (not isinstance(model, dict) or not model.get("name")):
-            raise InvalidInput("model must be a model name or a dict with a 'name'")
-        if self.ws.catalog.one("SELECT 1 FROM feature_sets WHERE name=?", (name,)):
-            raise InvalidInput(f"a feature set named {name!r} already exists; pick another name or get it by name")
-        if feature_set_id is not None and not SAFE_ID.fullmatch(feature_set_id):
-            raise InvalidInput(f"feature set id {feature_set_id!r} must be 1 to 64 letters, digits, '_' or '-'")
-        fs_id = feature_set_id or new_id()
-        with self.ws.catalog.transaction() as c:
-            c.execute(
-                "INSERT INTO feature_sets (id, name, size, set_type, entity_type, model, metric, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (fs_id, name, size, set_type, entity_type, _check_json(model, "model") if model else None, metric,
-                 time.time()),
-            )
-        if self.ws.index is not None:
-            self.ws.index.collection(fs_id)
-        return self.get(feature_set_id=fs_id)
-
-    def get(self, feature_set_name: str | None = None, feature_set_id: str | None = None) -> FeatureSet:
-        if feature_set_id:
-            row = self.ws.catalog.one("SELECT * FROM feature_sets WHERE id=?", (feature_set_id,))
-        elif feature_set_name:
-            row = self.ws.catalog.one("SELECT * FROM feature_sets WHERE name=?", (feature_set_name,))
-        else:
-            raise InvalidInput("give feature_set_name or feature_set_id")
-        if row is None:
-            raise NotFound(
-                f"no feature set {feature_set_id or feature_set_name!r}; list them with `python -m store sets`"
-            )
-        return self._make(row)
-
-    def resolve(self, feature_set: "FeatureSet | str") -> FeatureSet:
-        """A set given as itself (read afresh: its version may have moved), its id or its name."""
-        if isinstance(feature_set, FeatureSet):
-            return self.get(feature_set_id=feature_set.id)
-        if not isinstance(feature_set, str):
-            raise InvalidInput(f"a feature set is a FeatureSet, a name or an id, got {type(feature_set).__name__}")
-        try:
-            return self.get(feature_set_id=feature_set)
-        except NotFound:
-            return self.get(feature_set_name=feature_set)
-
-    def list(self) -> list[FeatureSet]:
-        return [self._make(r) for r in self.ws.catalog.all("SELECT * FROM feature_sets ORDER BY created_at, name")]
-
-    def delete(self, feature_set_id: str) -> None:
-        fs = self.get(feature_set_id=feature_set_id)
-        with self.ws.catalog.transaction() as c:
-            c.execute("DELETE FROM features WHERE feature_set_id=?", (fs.id,))
-            c.execute("DELETE FROM index_tombstones WHERE feature_set_id=?", (fs.id,))
-            c.execute("DELETE FROM feature_sets WHERE id=?", (fs.id,))
-        if self.ws.index is not None:  # else the owner drops it at its next full sync
-            self.ws.index.drop(fs.id)
-            self.ws._note_index_files()
-        self.ws._matrices.pop(fs.id, None)
-        shutil.rmtree(self.ws.path / "cache" / "projections" / fs.id, ignore_errors=True)
-
-
-class FeaturesRepo:
-    """Features of one set (``feature_set.features``) or of one entity across all sets
-    (``item.features``)."""
-
-    def __init__(self, ws: Workspace, feature_set: FeatureSet | None = None, entity_id: str | None = None) -> None:
-        self.ws = ws
-        self.feature_set = feature_set
-        self.entity_id = entity_id
-
-    def _set(self) -> FeatureSet:
-        if self.feature_set is None:
-            raise InvalidInput("create features through a feature set: feature_set.features.create(...)")
-        return self.feature_set
-
-    def create(self, value: Any, entity: Any) -> Feature | list[Feature]:
-        """One vector for one entity, or (SDK style) a list of vectors for a list of entities.
-        Creating a feature again for the same entity replaces the old one."""
-        fs = self._set()
-        if isinstance(entity, (list, tuple)):
-            return self.ws.create_features(fs, value, entity)
-        return self.ws.create_features(fs, [value] if np.ndim(value) == 1 else value, [entity])[0]
-
-    def create_many(self, values: Any, entities: Sequence[Any]) -> list[Feature]:
-        """Bulk create: ``values`` (n, size), one per entity, in one transaction."""
-        return self.ws.create_features(self._set(), values, entities)
-
-    def list(self, filters: Any = None, entity_id: str | None = None) -> Pages:
-        conditions: list[dict] = []
-        if self.feature_set is not None:
-            conditions.append({"featureSetId": self.feature_set.id})
-        if self.entity_id is not None:
-            conditions.append({"entityId": self.entity_id})
-        if entity_id is not None:
-            conditions.append({"entityId": entity_id})
-        from .filters import Filters
-
-        doc = filters.prepare() if isinstance(filters, Filters) else dict(filters or {})
-        if "filter" not in doc and doc:
-            doc = {"filter": doc}
-        if doc.get("filter"):
-            conditions.append(doc["filter"])
-        doc["filter"] = {"$and": conditions} if conditions else {}
-        doc["resource"] = "feature_vectors"
-        return self.ws.search(doc)
-
-    def get(self, feature_id: str) -> Feature:
-        return self.ws.get_feature(feature_id)
-
-    def delete(self, feature_id: str) -> None:
-        self.ws.delete_features([feature_id])

@@ -5,39 +5,14 @@ import contextlib
 import os
 from typing import Iterator
 
-from ..errors import InvalidInput
+from ..devices import resolve_device
+
+__all__ = ["resolve_device", "autocast_dtype", "inference", "default_batch_size", "default_workers"]
 
 # Batch sizes that keep a GPU busy without running a small card out of memory, and that
 # amortise Python overhead on a CPU without holding much memory.
 GPU_BATCH = {"image": 256, "text": 512}
 CPU_BATCH = {"image": 32, "text": 64}
-
-
-def resolve_device(device: str | None = None) -> str:
-    """``None``/``"auto"``: ``cuda`` when torch sees a GPU, else ``cpu``. An explicit device
-    that is not there is refused with what to do instead."""
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    device = str(device).strip().lower()
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InvalidInput(
-                f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}, "
-                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu or install a CUDA build of torch"
-            )
-        index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise InvalidInput(f"--device {device}: there are {torch.cuda.device_count()} GPU(s), numbered from 0")
-        return device
-    if device == "mps":
-        if not torch.backends.mps.is_available():
-            raise InvalidInput("--device mps: Apple's Metal backend is not available here; use --device cpu")
-        return device
-    if device == "cpu":
-        return device
-    raise InvalidInput(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
 
 
 def autocast_dtype(device: str):

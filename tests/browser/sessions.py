@@ -14,7 +14,7 @@ import numpy as np
 
 from store import Workspace
 from store.embedders import DEFAULT_TEXT_MODEL
-from store.pipeline import create_feature_set, embed_dataset
+from store.embedders.job import create_feature_set, embed_dataset
 from tests.browser.app_server import CHROMIUM_ARGS, chromium_path
 from tests.browser.ui import goto, key_class, select, settle, widget
 

@@ -108,7 +108,7 @@ def test_hdbscan_rerun_replaces_and_revisit_loads(open_page, blobs, app_ws):
 
 def test_clip_set_shows_the_vocabulary_and_names_by_it(open_page, app_ws, tiny_clip_model):
     from store.embedders import load_embedder
-    from store.pipeline import create_feature_set
+    from store.embedders.job import create_feature_set
 
     fs = create_feature_set(app_ws, "clip set", tiny_clip_model)
     emb = load_embedder(tiny_clip_model)

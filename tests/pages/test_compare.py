@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from store.compare import compare_sets
+from store.analysis.compare import compare_sets
 from tests.pages.helpers import charts, ok, plotly_values, png, texts
 
 PAGE = "app_pages/compare.py"

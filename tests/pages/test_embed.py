@@ -2,7 +2,7 @@
 left out. Real models: the packaged all-MiniLM-L6-v2."""
 import re
 
-from store.pipeline import create_feature_set
+from store.embedders.job import create_feature_set
 from tests.pages.helpers import ok, png, texts, wait_for_job
 
 NOTES = [("cat.txt", b"a cat sleeps on the sofa"), ("bread.txt", b"how to bake a loaf of bread"),

@@ -122,7 +122,7 @@ def test_colour_by_outlier_score(open_page, small, app_ws):
     spec = _spec(ok(at))
     trace = spec["data"][0]
     by_row = dict(zip(plotly_values(trace["customdata"]), plotly_values(trace["marker"]["color"])))
-    from store.projection import cached_projection
+    from store.analysis.projection import cached_projection
 
     order = cached_projection(app_ws, small["fs"], method="pca", dims=2).entity_ids.tolist()  # the table's rows
     vectors = {f.entity_id: f.value.astype(np.float64) for f in small["fs"].features.list().all()}

@@ -139,7 +139,7 @@ def test_empty_workspace(open_page):
 
 
 def test_text_search_with_minilm_finds_the_expected_first(open_page, app_ws):
-    from store.pipeline import create_feature_set, embed_dataset
+    from store.embedders.job import create_feature_set, embed_dataset
 
     ds = app_ws.datasets.create("notes")
     ds.items.upload([("cat.txt", b"a cat sleeps on the sofa"), ("bread.txt", b"how to bake a loaf of bread"),
@@ -155,7 +155,7 @@ def test_text_search_with_minilm_finds_the_expected_first(open_page, app_ws):
 
 
 def test_image_search_by_a_dropped_image(open_page, app_ws, tiny_clip_model):
-    from store.pipeline import create_feature_set, embed_dataset
+    from store.embedders.job import create_feature_set, embed_dataset
 
     ds = app_ws.datasets.create("colours")
     images = {"red.png": png((230, 10, 10)), "green.png": png((10, 200, 20)), "blue.png": png((10, 20, 230))}

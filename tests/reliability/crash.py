@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # modules one by one (2 s with torch loaded, and no part of any job).
 FORK_SERVER = r"""
 import json, os, sys
-import numpy, PIL.Image, torch, open_clip, chromadb, chromadb.api.rust, store, store.pipeline, store.transfer
+import numpy, PIL.Image, torch, open_clip, chromadb, chromadb.api.rust, store, store.embedders.job, store.io.transfer
 print("up", flush=True)
 job = None
 while line := sys.stdin.readline():

@@ -56,7 +56,7 @@ EMBED = """
 import sys
 from store import Workspace
 from store.embedders import load_embedder
-from store.pipeline import create_feature_set, embed_dataset
+from store.embedders.job import create_feature_set, embed_dataset
 ws = Workspace.open(sys.argv[1])
 name, model = sys.argv[2], sys.argv[3]
 fs = ws.feature_sets.get(feature_set_name=name) if any(s.name == name for s in ws.feature_sets.list()) else create_feature_set(ws, name, model)

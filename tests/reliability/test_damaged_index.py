@@ -5,7 +5,7 @@ Each damaged workspace is opened and searched in a child process, so that a segf
 fail the test instead of ending pytest. Chroma 1.5 crashes the process that loads some of
 these files (``header.bin`` with garbage in it, a zeroed ``link_lists.bin``) and answers
 wrongly from others: featurelab loads them in a throwaway probe process first (see
-``store.index_guard``)."""
+``store.index.guard``)."""
 from __future__ import annotations
 
 import json
@@ -122,7 +122,7 @@ def test_unchanged_files_are_not_probed_and_changed_ones_are(sound, tmp_path, ca
     source, want = sound
     path = tmp_path / "ws"
     shutil.copytree(source, path, copy_function=shutil.copy2)  # keeps the files' times
-    caplog.set_level(logging.INFO, logger="store.index_guard")
+    caplog.set_level(logging.INFO, logger="store.index.guard")
     with Workspace.open(path) as ws:
         assert ws.index_damage == {}
     assert "probed" not in caplog.text  # the open-time cost of a sound index: one directory walk

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from store import FeaturelabError, InvalidInput, NotFound
-from store.chroma_source import LoadedCollection, import_collection, open_source, source_signature
-from store.filters import Filters
+from store.io.chroma_source import LoadedCollection, import_collection, open_source, source_signature
+from store.search.filters import Filters
 
 DOCS = 30
 
@@ -169,7 +169,7 @@ def test_exact_search_equals_brute_force(chroma_folder):
 
 
 def test_map_reuses_the_projection_pipeline(chroma_folder):
-    from store.projection import _pca
+    from store.analysis.projection import _pca
 
     with open_source(chroma_folder) as source:
         col = source.load("docs")

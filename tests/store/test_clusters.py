@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from store import Filters, InvalidInput, Workspace
-from store.clusters import (
+from store.analysis.clusters import (
     DEFAULT_VOCABULARY, NOISE_NAME, check_key, clear_assignment, cluster_feature_set, default_key, default_vocabulary, kmeans,
     load_result, parse_vocabulary,
 )
@@ -270,7 +270,7 @@ def tiny_dir(tmp_path_factory):
 
 def test_clip_clusters_are_named_by_the_nearest_prompts(ws_embedded, tiny_dir):
     from store.embedders import load_embedder
-    from store.pipeline import create_feature_set
+    from store.embedders.job import create_feature_set
 
     ws = ws_embedded
     words = ["cat", "car", "beach"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from store import InvalidInput, Workspace
-from store.compare import compare_sets, shared_counts
+from store.analysis.compare import compare_sets, shared_counts
 from tests.conftest import png_bytes
 
 

@@ -1,4 +1,4 @@
-"""Near-duplicates and outliers (store.curation): groups and k-th neighbour distances equal
+"""Near-duplicates and outliers (store.analysis.duplicates): groups and k-th neighbour distances equal
 NumPy brute force on many seeded cases (exact duplicates, threshold 0, pairs right at the
 threshold, extreme scales, several blocks and the dense merging path); hiding by each keep
 rule, undo that restores exactly what it hid, the seed's hidden filter, annotation sets,
@@ -10,7 +10,7 @@ import pytest
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-import store.curation as cu
+import store.analysis.duplicates as cu
 from store import InvalidInput, NotFound
 from tests.conftest import png_bytes
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from store import InvalidInput, NotFound
-from store.vector_import import import_vectors
+from store.io.vector_import import import_vectors
 
 PROFILES = {  # the seed's customer profiles: [age, income, years, purchases, value]
     "alice.txt": [35, 75000, 5, 20, 150],

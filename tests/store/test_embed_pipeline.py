@@ -15,7 +15,7 @@ from PIL import Image
 
 from store import Filters, InvalidInput, Workspace
 from store.embedders import DEFAULT_TEXT_MODEL, load_embedder, packaged_minilm_path, registry
-from store.pipeline import create_feature_set, embed_dataset, query_vector
+from store.embedders.job import create_feature_set, embed_dataset, query_vector
 from tests.conftest import ROOT
 from tests.store.embed_models import (
     TEXTS, cosine_rows, encode, generated_images, reference_clip, reference_image_vectors, reference_text_vectors,
@@ -165,7 +165,7 @@ def test_progress_and_cancel_keep_finished_batches(ws_embedded, tiny_dir):
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from store import Workspace
-    from store.pipeline import embed_dataset
+    from store.embedders.job import embed_dataset
 
     def die_mid_job(done, total, rate):
         if done >= 4:  # batches are queued for the writer: the kill lands during writes

@@ -169,12 +169,12 @@ def test_hostile_names_become_plain_names(ws_embedded, name, expected):
 
 
 def test_overlong_name_and_oversized_file_rejected(ws_embedded, tmp_path, monkeypatch):
-    import store.workspace as workspace_module
+    import store.files as files_module
 
     ds = ws_embedded.datasets.create("d")
     r = ds.items.upload_bytes(b"x", "a" * 300 + ".txt")
     assert r.status == "rejected" and "longer than 255" in r.message
-    monkeypatch.setattr(workspace_module, "MAX_UPLOAD_BYTES", 1024)
+    monkeypatch.setattr(files_module, "MAX_UPLOAD_BYTES", 1024)
     big = tmp_path / "big.bin"
     big.write_bytes(b"\x01" * 2048)
     for result in (ds.items.upload(big)[0], ds.items.upload_bytes(b"\x01" * 2048, "big2.bin")):

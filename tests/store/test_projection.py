@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from store import InvalidInput, Workspace
-from store import projection as proj
+from store.analysis import projection as proj
 from tests.conftest import ROOT, png_bytes
 
 # Compiled umap kernels are reused across test runs (the workspace default is tested below
@@ -248,7 +248,7 @@ WARM = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 from store import Workspace
-from store.projection import warm_numba_cache
+from store.analysis.projection import warm_numba_cache
 started = time.perf_counter()
 ws = Workspace.open({path!r})
 warm_numba_cache(ws, background=False)

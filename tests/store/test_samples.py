@@ -1,10 +1,10 @@
-"""store.samples: the offline demo data (no streamlit). The text embedding path runs in
+"""store.io.samples: the offline demo data (no streamlit). The text embedding path runs in
 tests/pages/test_home.py through the app."""
 import threading
 
 import numpy as np
 
-from store import samples
+from store.io import samples
 
 
 def test_sample_files_come_from_installed_packages():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from store import InvalidInput, NotFound, Workspace
-from store import selection
-from store.filters import Filters
-from store.selection import export_selection, save_selection, selection_item_ids
+from store.io import selection
+from store.search.filters import Filters
+from store.io.selection import export_selection, save_selection, selection_item_ids
 from tests.conftest import jpeg_bytes, png_bytes
 
 

@@ -13,14 +13,14 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import FeaturelabError, InvalidInput
-from .filters import Filters
+from ..errors import FeaturelabError, InvalidInput
+from ..search.filters import Filters
 
 COMMANDS: dict[str, Callable] = {}
 ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 # Modules that add their own commands with @command(arguments=...); imported by build_parser.
-PLUGIN_MODULES: list[str] = ["store.cli_project", "store.cli_embed", "store.samples", "store.cli_curate",
-                              "store.cli_collections", "store.cli_analyze"]
+PLUGIN_MODULES: list[str] = ["store.cli.project", "store.cli.embed", "store.io.samples", "store.cli.curate",
+                              "store.cli.collections", "store.cli.analyze"]
 
 
 def command(fn: Callable | None = None, *, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from .workspace import Workspace
+        from ..workspace import Workspace
 
         with Workspace.open(args.workspace) as ws:
             COMMANDS[args.command](ws, args)

@@ -1,6 +1,6 @@
 """An existing Chroma, opened READ-ONLY: a persistent folder or a server URL. List its
-collections, load one into memory, search it exactly (``store.exact``), map it (the pipeline
-of ``store.projection``), find near-duplicates in it (``store.curation``), or import it into
+collections, load one into memory, search it exactly (``store.search.exact``), map it (the pipeline
+of ``store.analysis.projection``), find near-duplicates in it (``store.analysis.duplicates``), or import it into
 a feature set.
 
     with open_source("/data/my-chroma") as src:          # or "http://127.0.0.1:8000"
@@ -39,15 +39,15 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from . import exact
-from .errors import FeaturelabError, InvalidInput, NotFound
-from .files import safe_name
+from ..search import exact
+from ..errors import FeaturelabError, InvalidInput, NotFound
+from ..files import safe_name
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .records import Dataset, FeatureSet
-    from .workspace import Workspace
+    from ..records import Dataset, FeatureSet
+    from ..workspace import Workspace
 
 ProgressFn = Callable[[int, int], None]
 PAGE_SIZE = 1000  # records per get() while loading
@@ -274,7 +274,7 @@ class LoadedCollection:
 
     @property
     def matrix(self) -> exact.VectorMatrix:
-        """The records as ``store.exact``'s matrix (built once)."""
+        """The records as ``store.search.exact``'s matrix (built once)."""
         if self._matrix is None:
             ids = np.array(self.ids, dtype=str) if self.ids else np.zeros(0, dtype="<U1")
             self._matrix = exact.VectorMatrix(entity_ids=ids, feature_ids=ids, values=self.values, version=0)
@@ -303,7 +303,7 @@ class LoadedCollection:
 
     def search(self, query: str | Sequence[float] | np.ndarray, k: int | None = 10,
                max_distance: float | None = None) -> list[CollectionHit]:
-        """Exact nearest records by true Euclidean distance (``store.exact``): the ``k``
+        """Exact nearest records by true Euclidean distance (``store.search.exact``): the ``k``
         nearest (None: all), only those within ``max_distance`` when given. A query by id
         finds the record itself first, at distance 0."""
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
@@ -342,7 +342,7 @@ class LoadedCollection:
     def cached_projection(self, *, method: str = "pca", dims: int = 2, n_neighbors: int = 15,
                           min_dist: float = 0.1, metric: str = "euclidean", seed: int | None = 42) -> np.ndarray | None:
         """The map ``project`` made with these parameters, or None when it must be computed."""
-        from .projection import projection_params
+        from ..analysis.projection import projection_params
 
         params = projection_params(method, dims, n_neighbors, min_dist, metric, seed)
         return self._cache.get(json.dumps(params, sort_keys=True))
@@ -351,10 +351,10 @@ class LoadedCollection:
                 metric: str = "euclidean", seed: int | None = 42, ws: "Workspace | None" = None,
                 progress: Callable[[str, float], None] | None = None) -> np.ndarray:
         """(n, dims) float32 map coordinates, row i for ``ids[i]``, with the very pipeline of
-        ``store.projection.project`` (its parameter checks, PCA, exact kNN graph and UMAP
+        ``store.analysis.projection.project`` (its parameter checks, PCA, exact kNN graph and UMAP
         layout) run on this array. ``ws`` lends its numba cache to UMAP. Kept in memory per
         parameters."""
-        from . import projection as P
+        from ..analysis import projection as P
 
         params = P.projection_params(method, dims, n_neighbors, min_dist, metric, seed)
         key = json.dumps(params, sort_keys=True)
@@ -389,8 +389,8 @@ class LoadedCollection:
     def near_duplicates(self, max_distance: float) -> list[list[str]]:
         """Groups of record ids linked by distances of at most ``max_distance`` (connected
         groups, single linkage; groups of two or more), largest first; exact.
-        ``store.curation.duplicate_groups_of_values`` does the work, as for a feature set."""
-        from .curation import duplicate_groups_of_values
+        ``store.analysis.duplicates.duplicate_groups_of_values`` does the work, as for a feature set."""
+        from ..analysis.duplicates import duplicate_groups_of_values
 
         if len(self) < 2:
             return []
@@ -400,7 +400,7 @@ class LoadedCollection:
     def nearest_neighbor_distances(self) -> np.ndarray:
         """Each record's exact distance to its nearest other record (float64, row order), for
         the histogram under a near-duplicate threshold; kept in memory."""
-        from .curation import nearest_neighbor_distances_of_values
+        from ..analysis.duplicates import nearest_neighbor_distances_of_values
 
         with self._lock:
             if "nn" not in self._cache:
@@ -473,7 +473,7 @@ def import_collection(
     first (sizes, NaN or infinity, the set's kind), then written; a rerun (after a
     failure or a cancel) reuses the items an earlier run made. ``progress(done, total)``
     counts records."""
-    from .records import Dataset, FeatureSet
+    from ..records import Dataset, FeatureSet
 
     n = len(collection)
     if n == 0:

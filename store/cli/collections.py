@@ -1,6 +1,6 @@
-"""An existing Chroma, read-only (see ``store.chroma_source``): ``python -m store collections``,
+"""An existing Chroma, read-only (see ``store.io.chroma_source``): ``python -m store collections``,
 ``collection-search``, ``collection-duplicates`` and ``collection-import``; and ``python -m
-store save-selection``: items saved as a dataset or a folder, or exported (``store.selection``)."""
+store save-selection``: items saved as a dataset or a folder, or exported (``store.io.selection``)."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import _bar, _load_json_arg, _load_vector, command
-from .errors import InvalidInput
+from . import _bar, _load_json_arg, _load_vector, command
+from ..errors import InvalidInput
 
 
 def _location(args) -> str:
@@ -25,7 +25,7 @@ def _where(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from .chroma_source import open_source
+    from ..io.chroma_source import open_source
 
     with open_source(_location(args)) as source:
         return source.load(args.collection, progress=_bar("load"))
@@ -40,7 +40,7 @@ def _collections_args(p: argparse.ArgumentParser) -> None:
 def collections(ws, args) -> None:
     """List the collections of an existing Chroma (a folder or a server), read-only: name,
     count, dimension and metadata."""
-    from .chroma_source import open_source
+    from ..io.chroma_source import open_source
 
     with open_source(_location(args)) as source:
         infos = source.collections()
@@ -87,7 +87,7 @@ def _duplicates_args(p: argparse.ArgumentParser) -> None:
 def collection_duplicates(ws, args) -> None:
     """Near-duplicate groups in a Chroma collection: records linked by true Euclidean
     distances of at most --max-distance, largest group first; one JSON line per group."""
-    from .curation import suggest_threshold
+    from ..analysis.duplicates import suggest_threshold
 
     col = _load(args)
     threshold = args.max_distance
@@ -113,7 +113,7 @@ def _import_args(p: argparse.ArgumentParser) -> None:
 def collection_import(ws, args) -> None:
     """Import a Chroma collection: one item per record (its document as a .txt, else its id
     and metadata as a .json), its embedding as the item's vector in a feature set."""
-    from .chroma_source import import_collection
+    from ..io.chroma_source import import_collection
 
     col = _load(args)
     result = import_collection(ws, col, args.dataset, args.feature_set, dir=args.dir, progress=_bar("import"))
@@ -150,7 +150,7 @@ def _ids(text: str) -> list[str]:
 def save_selection(ws, args) -> None:
     """Save items (with their files, annotations and vectors) as a new dataset or a folder of
     one, and/or export them as `export` does."""
-    from .selection import export_selection, save_selection as save
+    from ..io.selection import export_selection, save_selection as save
 
     if not args.dataset and not args.export:
         raise InvalidInput("give --dataset NAME (save as a dataset), --export PATH, or both")

@@ -12,8 +12,8 @@ import sys
 import threading
 from typing import Iterator
 
-from .cli import _bar, command
-from .errors import InvalidInput, NotFound
+from . import _bar, command
+from ..errors import InvalidInput, NotFound
 
 
 def _embed_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,8 +36,8 @@ def _embed_arguments(p: argparse.ArgumentParser) -> None:
 def embed(ws, args) -> None:
     """Embed a dataset's items (or their boxes) into a feature set: batched, resumable (a
     rerun does only what is missing), Ctrl-C stops after the current batch."""
-    from .embedders.registry import parse_spec
-    from .pipeline import create_feature_set, default_model, embed_dataset, resolve_dataset
+    from ..embedders.registry import parse_spec
+    from ..embedders.job import create_feature_set, default_model, embed_dataset, resolve_dataset
 
     ds = resolve_dataset(ws, args.dataset)
     model = parse_spec(args.model, weights=args.weights) if args.model else None
@@ -109,7 +109,7 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
 def import_vectors(ws, args) -> None:
     """Import precomputed vectors (CSV, Parquet, .npy, .npz) into a feature set, keyed by
     item name or id."""
-    from .vector_import import import_vectors as run_import, read_vectors
+    from ..io.vector_import import import_vectors as run_import, read_vectors
 
     try:
         fs = ws.feature_sets.resolve(args.feature_set)
@@ -133,7 +133,7 @@ def _models_arguments(p: argparse.ArgumentParser) -> None:
 @command(arguments=_models_arguments)
 def models(ws, args) -> None:
     """List the models embed can run, with the size of their vectors."""
-    from .embedders.registry import list_models
+    from ..embedders.registry import list_models
 
     for m in list_models():
         if args.backend and m.backend != args.backend:

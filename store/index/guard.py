@@ -11,7 +11,7 @@ its vectors with the catalog's bit for bit and runs one query. If the child cras
 a difference, the folder is moved aside to ``chroma.damaged`` and the index rebuilt from the
 catalog (the vectors' source of truth). Unchanged files cost one directory walk at open.
 
-    python -m store.index_guard CHROMA_DIR CATALOG NAMESPACE   # the child's side
+    python -m store.index.guard CHROMA_DIR CATALOG NAMESPACE   # the child's side
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def probe(chroma_dir: Path, catalog_path: Path, namespace: str, timeout: float =
     report = ProbeReport()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "store.index_guard", str(chroma_dir), str(catalog_path), namespace],
+            [sys.executable, "-m", "store.index.guard", str(chroma_dir), str(catalog_path), namespace],
             capture_output=True, text=True, timeout=timeout, env=env,
         )
         lines, code, err = proc.stdout.splitlines(), proc.returncode, proc.stderr
@@ -124,8 +124,8 @@ def open_embedded(chroma_dir: Path, catalog, namespace: str):
     """The embedded index, opened only after a probe when its HNSW files changed since
     they were last known good. Returns (VectorIndex, damage): on damage the folder was set
     aside and a fresh, empty index opened, which the caller rebuilds from the catalog."""
-    from .errors import FeaturelabError
-    from .vectors import VectorIndex
+    from ..errors import FeaturelabError
+    from .chroma import VectorIndex
 
     damage: dict[str, str] = {}
     current = hnsw_files(chroma_dir)

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import command
-from .errors import InvalidInput
+from . import command
+from ..errors import InvalidInput
 
 
 def _cluster_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def _cluster_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read_vocabulary(path: str) -> list[str]:
-    from .clusters import parse_vocabulary
+    from ..analysis.clusters import parse_vocabulary
 
     try:
         words = parse_vocabulary(Path(path).read_text(encoding="utf-8"))
@@ -40,7 +40,7 @@ def _read_vocabulary(path: str) -> list[str]:
 
 def _names_of(ws, entity_type: str, entity_ids: list[str]) -> dict[str, str]:
     """entity id -> the file name of its item (an annotation's: its item's, with its label)."""
-    from .projection import _annotation_rows
+    from ..analysis.projection import _annotation_rows
 
     if entity_type == "annotation":
         rows = _annotation_rows(ws, entity_ids)
@@ -54,7 +54,7 @@ def clusters(ws, args) -> None:
     """Cluster a feature set (k-means with --k, or hdbscan with --min-size), name each
     cluster (nearest vocabulary prompts for a CLIP set, most common labels, central items)
     and save it as metadata.clusters.KEY = {id, name} on each item, for filters."""
-    from .clusters import PROMPT_TEMPLATE, cluster_feature_set
+    from ..analysis.clusters import PROMPT_TEMPLATE, cluster_feature_set
 
     result = cluster_feature_set(
         ws, args.feature_set, method=args.method, k=args.k, min_size=args.min_size, seed=args.seed,
@@ -97,7 +97,7 @@ def compare(ws, args) -> None:
     """Compare two feature sets over the items both hold: the overlap of each item's exact
     top-k neighbours in the two (mean and histogram), the items they disagree on most, and
     label agreement at k where items carry a label."""
-    from .compare import compare_sets
+    from ..analysis.compare import compare_sets
 
     if args.top < 0:
         raise InvalidInput(f"--top must be 0 or more, got {args.top}")

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .errors import InvalidInput, NotFound
-from .records import Dataset, FeatureSet
+from ..errors import InvalidInput, NotFound
+from ..records import Dataset, FeatureSet
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 KEY_KINDS = ("name", "id")
 LIST_COLUMNS = ("vector", "value", "values", "embedding")

@@ -4,7 +4,7 @@ dataset, or as a folder inside one, or exported directly.
     ids = [...]                                   # item ids, or annotation ids (-> their items)
     result = save_selection(ws, ids, "picked")    # a new dataset "picked"
     result = save_selection(ws, ids, "pets", dir="/picked")   # a folder of dataset "pets"
-    path = export_selection(ws, ids, "./exports/picked.zip")  # the export of store.transfer
+    path = export_selection(ws, ids, "./exports/picked.zip")  # the export of store.io.transfer
 
 What a copy carries: the item's file (the same content-addressed blob: no bytes are
 copied), its name, kind, size, hidden flag, metadata and creation time, all its
@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from .errors import InvalidInput, NotFound
-from .files import join_filename, normalize_dir
-from .ids import new_id
-from .records import Dataset, Item
+from ..errors import InvalidInput, NotFound
+from ..files import join_filename, normalize_dir
+from ..ids import new_id
+from ..records import Dataset, Item
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 ProgressFn = Callable[[int, int], None]
 CLASH_RULES = ("suffix", "refuse")
@@ -78,9 +78,9 @@ def selection_item_ids(ws: "Workspace", ids: Iterable[str]) -> list[str]:
     wanted = [str(i) for i in dict.fromkeys(ids)]
     if not wanted:
         raise InvalidInput("the selection is empty; select some items (or annotations) first")
-    items = {r[0] for r in ws._rows_by_ids("SELECT id FROM items WHERE id IN ({})", wanted)}
+    items = {r[0] for r in ws.rows_by_ids("SELECT id FROM items WHERE id IN ({})", wanted)}
     rest = [i for i in wanted if i not in items]
-    owner = {r[0]: r[1] for r in ws._rows_by_ids("SELECT id, item_id FROM annotations WHERE id IN ({})", rest)}
+    owner = {r[0]: r[1] for r in ws.rows_by_ids("SELECT id, item_id FROM annotations WHERE id IN ({})", rest)}
     unknown = [i for i in rest if i not in owner]
     if unknown:
         raise NotFound(
@@ -162,7 +162,7 @@ def save_selection(
         touched = _copy_features(c, {**item_map, **ann_map}, ds_id)
         for set_id in touched:
             c.execute("UPDATE feature_sets SET version = version + 1 WHERE id=?", (set_id,))
-    ws._after_feature_write(touched)  # Chroma catches up from the catalog, as after create_features
+    ws.after_feature_write(touched)  # Chroma catches up from the catalog, as after create_features
     names = {fs.id: fs.name for fs in ws.feature_sets.list()}
     return SelectionResult(
         dataset=ws.datasets.get(dataset_id=ds_id), dir=base, item_ids=item_map, annotation_ids=ann_map,
@@ -179,9 +179,9 @@ def _free_name(c, ds_id: str, folder: str, item: Item, on_clash: str) -> str:
             f"{join_filename(folder, item.name)} is already taken in the target (copying {item.filename}); "
             "nothing was written. Save into another folder, or let clashing copies be renamed (on_clash='suffix')"
         )
-    from .workspace import Workspace  # the same renaming rule as uploads: "a (1).jpg"
+    from ..workspace import Workspace  # the same renaming rule as uploads: "a (1).jpg"
 
-    return Workspace._free_name(c, ds_id, folder, item.name)
+    return Workspace.free_name(c, ds_id, folder, item.name)
 
 
 def _copy_item(c, source_id: str, ds_id: str, folder: str, name: str) -> str:
@@ -228,7 +228,7 @@ def export_selection(
     progress: ProgressFn | None = None,
 ) -> Path:
     """Export the selected items (``ids`` as in ``save_selection``) exactly as
-    ``store.transfer.export_dataset`` exports a dataset (a folder, or a zip when the path
+    ``store.io.transfer.export_dataset`` exports a dataset (a folder, or a zip when the path
     ends in .zip), with the vectors of every set (or of ``feature_sets``) by default. The
     export names a dataset ``name`` (with a fresh id), which is what an import creates.
     Items from several datasets with the same folder and name would overwrite each other

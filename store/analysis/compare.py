@@ -7,7 +7,7 @@
 
 Only entities with a vector in both sets count (``only_a`` / ``only_b`` say how many were
 left out). For each, its exact top-k neighbours among those entities in each set
-(``store.projection.exact_knn``, Euclidean, the entity itself excluded), and the overlap
+(``store.analysis.projection.exact_knn``, Euclidean, the entity itself excluded), and the overlap
 ``|N_a(i) ∩ N_b(i)| / k``. The most disagreeing entities are those of least overlap; among
 equal overlaps, those whose neighbours in one set lie farthest, in the other set's space,
 relative to that set's own neighbours (``Comparison.stretch``) come first.
@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .errors import InvalidInput
-from .records import FeatureSet
+from ..errors import InvalidInput
+from ..records import FeatureSet
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 ProgressFn = Callable[[str, float], None]
 
@@ -175,7 +175,7 @@ def _stretch(va: np.ndarray, vb: np.ndarray, na: np.ndarray, nb: np.ndarray, da:
 
 def entity_labels(ws: "Workspace", fs: FeatureSet, entity_ids, label_field: str | None = None) -> list[str | None]:
     """Each entity's label as text (None without one): ``label_field`` of its item's
-    metadata, else its annotation label (as ``store.projection.point_table`` shows it)."""
+    metadata, else its annotation label (as ``store.analysis.projection.point_table`` shows it)."""
     from .clusters import _entity_labels
 
     return _entity_labels(ws, fs, np.asarray(entity_ids, dtype=str), label_field)

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .errors import FeaturelabError
+from ..errors import FeaturelabError
 
 HNSW = {"space": "l2", "max_neighbors": 32, "ef_construction": 200, "ef_search": 100}
 log = logging.getLogger(__name__)

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from .errors import InvalidInput, NotFound
-from .blobs import process_alive
-from .files import FileFacts, inspect, normalize_dir, safe_name
-from .ids import new_id
-from .workspace import SAFE_ID
-from .records import Dataset, FeatureSet
+from ..errors import InvalidInput, NotFound
+from ..blobs import process_alive
+from ..files import FileFacts, inspect, normalize_dir, safe_name
+from ..ids import new_id
+from ..ids import SAFE_ID
+from ..records import Dataset, FeatureSet
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 FORMAT = "featurelab-export/1"
 STAGING_PREFIX = ".importing-"
@@ -90,7 +90,7 @@ def export_dataset(
     ends in .zip or ``export_type='zip'``). Returns the path written. The output appears
     whole or not at all: it is built under a temporary name and renamed at the end.
     ``item_ids``: export only these items (from any dataset; ``dataset`` then only names the
-    export), in the order given; see ``store.selection.export_selection``."""
+    export), in the order given; see ``store.io.selection.export_selection``."""
     target = Path(local_path)
     as_zip = export_type == "zip" or (export_type is None and target.suffix.lower() == ".zip")
     if as_zip and target.suffix.lower() != ".zip":

@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
 import numpy as np
 
-from .embedders import devices
-from .embedders.registry import (
+from . import devices
+from .registry import (
     DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_TEXT_SIZE, OPEN_CLIP, ModelSpec, load_embedder, model_size, parse_spec,
 )
-from .errors import FeaturelabError, InvalidInput
-from .records import Dataset, FeatureSet
+from ..errors import FeaturelabError, InvalidInput
+from ..records import Dataset, FeatureSet
 
 if TYPE_CHECKING:
-    from .embedders.base import Embedder
-    from .workspace import Workspace
+    from .base import Embedder
+    from ..workspace import Workspace
 
 ProgressFn = Callable[[int, int, float], None]  # (done, total, items per second)
 Cancel = Union[threading.Event, Callable[[], bool], None]

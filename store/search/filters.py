@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput
-from .query import DEFAULT_PAGE_SIZE
+from ..errors import InvalidInput
+from .language import DEFAULT_PAGE_SIZE
 
 _OPERATORS = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "exists"}
 

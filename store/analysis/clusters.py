@@ -57,11 +57,11 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import FeaturelabError, InvalidInput
-from .records import FeatureSet
+from ..errors import FeaturelabError, InvalidInput
+from ..records import FeatureSet
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 ProgressFn = Callable[[str, float], None]
 METHODS = ("kmeans", "hdbscan")
@@ -429,7 +429,7 @@ def cluster_feature_set(
 
 def _prompt_model(fs: FeatureSet, vocabulary: Sequence[str] | None) -> Any:
     """The set's model spec when its clusters can be named by prompts (an open_clip set)."""
-    from .embedders.registry import OPEN_CLIP, parse_spec
+    from ..embedders.registry import OPEN_CLIP, parse_spec
 
     spec = None
     if fs.model:
@@ -503,7 +503,7 @@ def _label_text(value: Any) -> str | None:
 
 def _entity_labels(ws, fs: FeatureSet, entity_ids: np.ndarray, label_field: str | None) -> list[str | None]:
     """Each entity's label as text (None without one): ``label_field`` of its item's
-    metadata, else its annotation label (see ``store.projection.point_table``)."""
+    metadata, else its annotation label (see ``store.analysis.projection.point_table``)."""
     from .projection import _annotation_rows, _metadata_value, _most_common_labels
 
     ids = entity_ids.tolist()
@@ -556,7 +556,7 @@ def _prompt_names(spec, vocabulary, template: str, centres: np.ndarray, ids: np.
     """For each centre, the ``top`` vocabulary words whose prompts are nearest (cosine)."""
     if spec is None:
         return None
-    from .embedders.registry import load_embedder
+    from ..embedders.registry import load_embedder
 
     words = list(dict.fromkeys(vocabulary)) if vocabulary is not None else default_vocabulary()
     words = [w.strip() for w in words if isinstance(w, str) and w.strip()]

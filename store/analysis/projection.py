@@ -45,13 +45,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InvalidInput
-from .records import FeatureSet
+from ..errors import InvalidInput
+from ..records import FeatureSet
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import argparse
 import json
 import sys
 
-from .cli import command
-from .errors import InvalidInput
+from . import command
+from ..errors import InvalidInput
 
 
 def _names(ws, item_ids: list[str]) -> dict[str, str]:
@@ -20,7 +20,7 @@ def _names(ws, item_ids: list[str]) -> dict[str, str]:
 
 
 def _duplicate_arguments(p: argparse.ArgumentParser) -> None:
-    from .curation import KEEP_RULES
+    from ..analysis.duplicates import KEEP_RULES
 
     p.add_argument("--feature-set", "-s", help="name or id of the feature set")
     p.add_argument("--threshold", "-t", type=float,
@@ -39,7 +39,7 @@ def duplicates(ws, args) -> None:
     """Near-duplicate groups of a feature set: vectors within --threshold of each other
     (connected groups, exact), largest first; --hide keeps one per group (--keep first|largest)
     and hides the rest, undoable with --undo ACTION_ID. Nothing is ever deleted."""
-    from .curation import duplicate_groups, hide_actions, hide_duplicates, undo
+    from ..analysis.duplicates import duplicate_groups, hide_actions, hide_duplicates, undo
 
     if args.undo:
         result = undo(ws, args.undo)
@@ -98,7 +98,7 @@ def _outlier_arguments(p: argparse.ArgumentParser) -> None:
 def outliers(ws, args) -> None:
     """Outliers of a feature set: vectors ranked by their exact distance to their k-th nearest
     neighbour, farthest first."""
-    from .curation import outliers as rank
+    from ..analysis.duplicates import outliers as rank
 
     found = rank(ws, args.feature_set, args.k, top=args.top, include_hidden=args.include_hidden)
     names = _names(ws, [o.item_id for o in found])

@@ -12,7 +12,7 @@ On plain arrays (a Chroma collection, a selection): ``duplicate_groups_of_values
 ``kth_neighbor_distances(values, k)``.
 
 Distances are true Euclidean distances, and the answers equal brute force in float64
-(``sqrt(sum((a - b) ** 2))`` per pair, as ``store.exact`` measures). The work is blocked
+(``sqrt(sum((a - b) ** 2))`` per pair, as ``store.search.exact`` measures). The work is blocked
 float32 matrix products in PyTorch (a CUDA GPU when present), on data centred on its mean
 and scaled by a power of two (precise products, no overflow). Every pair whose float32
 value a rigorous error bound cannot place on one side of the threshold (or of the k-th
@@ -43,13 +43,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import InvalidInput, NotFound
-from .ids import new_id
+from ..errors import InvalidInput, NotFound
+from ..ids import new_id
 from .projection import _annotation_rows, _block_rows, _torch, knn_device
-from .records import FeatureSet
+from ..records import FeatureSet
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 U32 = 2.0**-24  # float32 unit roundoff
 CHUNK_ELEMENTS = 1 << 22  # candidate masks are extracted in pieces of at most this many cells
@@ -113,7 +113,7 @@ def _f32_down(v: np.ndarray) -> np.ndarray:
 
 def pair_distances(values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The reference: true Euclidean distance of rows ``a[i]`` and ``b[i]``, in float64, as
-    ``store.exact.exact_distances`` measures it."""
+    ``store.search.exact.exact_distances`` measures it."""
     out = np.empty(len(a), dtype=np.float64)
     step = max(1, REMEASURE_PAIRS * 64 // max(values.shape[1], 1))
     for start in range(0, len(a), step):

@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import command
-from .errors import InvalidInput
+from . import command
+from ..errors import InvalidInput
 
 
 def _seed(text: str) -> int | None:
@@ -20,7 +20,7 @@ def _seed(text: str) -> int | None:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    from .projection import METRICS
+    from ..analysis.projection import METRICS
 
     p.add_argument("--feature-set", "-s", required=True, help="name or id of the feature set")
     p.add_argument("--output", "-o", required=True, help="a .parquet or .csv file to write")
@@ -37,7 +37,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def _progress_bar():
     from tqdm import tqdm
 
-    from .projection import STAGE_LABELS
+    from ..analysis.projection import STAGE_LABELS
 
     bar = tqdm(total=100, desc="project", unit="%", disable=None, file=sys.stderr,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}]")
@@ -71,7 +71,7 @@ def project(ws, args) -> None:
     """Project a feature set to 2D or 3D (UMAP, or PCA for a quick look) and write one row per
     vector: entity_id, x, y (z), and the item's name, filename, dataset, dir, kind, hidden,
     label and any --metadata fields. Cached per set version: a rerun is instant."""
-    from .projection import map_frame, project as run_projection
+    from ..analysis.projection import map_frame, project as run_projection
 
     output = Path(args.output)
     if output.suffix.lower() not in (".parquet", ".csv"):

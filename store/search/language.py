@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FilterError
+from ..errors import FilterError
 
 RESOURCES = ("items", "annotations", "feature_vectors")
 COMPARE_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .errors import FeaturelabError, NotFound
+from ..errors import FeaturelabError, NotFound
 
 if TYPE_CHECKING:
-    from .records import Dataset, FeatureSet, Item
-    from .workspace import Workspace
+    from ..records import Dataset, FeatureSet, Item
+    from ..workspace import Workspace
 
 DATASET = "sample"
 DIGITS_SET = "sample-digits-pixels"
@@ -157,7 +157,7 @@ def clip_weights_at_hand(model: str = CLIP_MODEL) -> bool:
 
 
 def _model_dict(model: Any, size: int) -> dict:
-    from .embedders.registry import parse_spec
+    from ..embedders.registry import parse_spec
 
     return parse_spec(model).to_dict(size)
 
@@ -256,7 +256,7 @@ def load_sample(
     tick(1, "digit vectors")
 
     if text and not cancelled():
-        from .embedders.registry import load_embedder
+        from ..embedders.registry import load_embedder
 
         embedder = load_embedder(TEXT_MODEL, device=device)
         fs = _get_or_create_set(ws, TEXT_SET, embedder.size, _model_dict(TEXT_MODEL, embedder.size), "embeddings")
@@ -266,7 +266,7 @@ def load_sample(
         report.feature_sets[fs.name] = fs.count()
 
     if clip and not cancelled():
-        from .embedders.registry import load_embedder
+        from ..embedders.registry import load_embedder
 
         try:
             embedder = load_embedder(clip, device=device)
@@ -309,7 +309,7 @@ def _arguments(parser) -> None:
 
 
 def _register() -> None:
-    from .cli import _bar, command
+    from ..cli import _bar, command
 
     @command(arguments=_arguments)
     def sample(ws, args) -> None:
