@@ -160,3 +160,18 @@ class Catalog:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+
+
+def free_item_name(c, dataset_id: str, folder: str, name: str) -> str:
+    """``name``, or the first of ``name (1).ext``, ``name (2).ext``... not taken in ``folder``
+    (inside the transaction ``c``): the one renaming rule of uploads and copies."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    candidate, n = name, 1
+    while c.execute(
+        "SELECT 1 FROM items WHERE dataset_id=? AND dir=? AND name=?", (dataset_id, folder, candidate)
+    ).fetchone():
+        candidate = f"{stem} ({n}){dot}{ext}"
+        n += 1
+    return candidate

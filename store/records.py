@@ -24,24 +24,18 @@ class Dataset:
 
     @property
     def items(self):
-        from .repos import ItemsRepo
-
-        return ItemsRepo(self._ws, self.id)
+        return self._ws.items_of(self.id)
 
     @property
     def annotations(self):
-        from .repos import DatasetAnnotations
-
-        return DatasetAnnotations(self._ws, self.id)
+        return self._ws.annotations_of_dataset(self.id)
 
     def delete(self) -> None:
         self._ws.datasets.delete(self.id)
 
     def export(self, local_path, **kwargs):
         """See ``store.io.transfer.export_dataset``."""
-        from .io.transfer import export_dataset
-
-        return export_dataset(self._ws, self, local_path, **kwargs)
+        return self._ws.export_dataset(self, local_path, **kwargs)
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "createdAt": self.created_at}
@@ -84,15 +78,11 @@ class Item:
 
     @property
     def features(self):
-        from .repos import FeaturesRepo
-
-        return FeaturesRepo(self._ws, entity_id=self.id)
+        return self._ws.features_of(entity_id=self.id)
 
     @property
     def annotations(self):
-        from .repos import ItemAnnotations
-
-        return ItemAnnotations(self._ws, self)
+        return self._ws.annotations_of_item(self)
 
     def update(self, *, hidden: bool | None = None, metadata: dict | None = None) -> "Item":
         return self._ws.update_item(self.id, hidden=hidden, metadata=metadata)
@@ -143,9 +133,7 @@ class Annotation:
 
     @property
     def features(self):
-        from .repos import FeaturesRepo
-
-        return FeaturesRepo(self._ws, entity_id=self.id)
+        return self._ws.features_of(entity_id=self.id)
 
     def delete(self) -> None:
         self._ws.delete_annotations([self.id])
@@ -177,9 +165,7 @@ class FeatureSet:
 
     @property
     def features(self):
-        from .repos import FeaturesRepo
-
-        return FeaturesRepo(self._ws, feature_set=self)
+        return self._ws.features_of(feature_set=self)
 
     def count(self) -> int:
         return self._ws.catalog.scalar("SELECT COUNT(*) FROM features WHERE feature_set_id=?", (self.id,))
@@ -250,12 +236,16 @@ class Pages(Generic[T]):
     def has_next(self) -> bool:
         return (self.page + 1) * self.page_size < self.items_count
 
+    def next_page(self) -> "Pages[T] | None":
+        """The page after this one, or None at the end (or after an empty page)."""
+        return self._fetch(self.page + 1) if self.has_next and self.items else None
+
     def __iter__(self) -> Iterator[list[T]]:
         """Iterate pages, starting at this one."""
         current: Pages[T] | None = self
         while current is not None:
             yield current.items
-            current = current._fetch(current.page + 1) if current.has_next and current.items else None
+            current = current.next_page()
 
     def all(self) -> Iterator[T]:
         for page in self:

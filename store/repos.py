@@ -16,13 +16,15 @@ from .errors import InvalidInput, NotFound
 from .files import check_upload_size, normalize_dir
 from .ids import SAFE_ID, new_id
 from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
+from .io.coco import import_coco
 from .search import language as q
+from .search.filters import Filters
+from .search.metric import EUCLIDEAN, METRICS
 
 if TYPE_CHECKING:
     from .workspace import Workspace
 
 ENTITY_TYPES = ("item", "annotation")
-METRICS = ("euclidean",)
 ProgressFn = Callable[[int, int], None]
 
 
@@ -213,8 +215,6 @@ class DatasetAnnotations:
 
     def import_coco(self, coco: str | os.PathLike | dict) -> dict:
         """Boxes from a COCO JSON file; see ``store.io.coco``."""
-        from .io.coco import import_coco
-
         return import_coco(self.ws, self.dataset_id, coco)
 
 
@@ -236,7 +236,7 @@ class FeatureSetsRepo:
         set_type: str = "embeddings",
         entity_type: str = "item",
         model: str | dict | None = None,
-        metric: str = "euclidean",
+        metric: str = EUCLIDEAN,
         model_id: str | dict | None = None,
         feature_set_id: str | None = None,
     ) -> FeatureSet:
@@ -311,7 +311,7 @@ class FeatureSetsRepo:
         if self.ws.index is not None:  # else the owner drops it at its next full sync
             self.ws.index.drop(fs.id)
             self.ws.note_index_files()
-        self.ws._matrices.pop(fs.id, None)
+        self.ws.engine.forget(fs.id)
         shutil.rmtree(self.ws.path / "cache" / "projections" / fs.id, ignore_errors=True)
 
 
@@ -349,8 +349,6 @@ class FeaturesRepo:
             conditions.append({"entityId": self.entity_id})
         if entity_id is not None:
             conditions.append({"entityId": entity_id})
-        from .search.filters import Filters
-
         doc = filters.prepare() if isinstance(filters, Filters) else dict(filters or {})
         if "filter" not in doc and doc:
             doc = {"filter": doc}

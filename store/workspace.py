@@ -9,29 +9,31 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .index import guard as index_guard
-from .search import exact, language as q
 from .blobs import BlobStore
-from .catalog import Catalog
+from .catalog import Catalog, free_item_name
 from .errors import InvalidInput, NotFound, WorkspaceBusy
-from .locks import OwnerLock, exclusive
 from .files import check_upload_size, inspect, normalize_dir, safe_name
 from .ids import new_id
-from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
-from .repos import DatasetsRepo, FeatureSetsRepo, check_json
+from .index import guard as index_guard
 from .index.chroma import VectorIndex, chroma_url_from_env
+from .index.sync import IndexSync
+from .locks import OwnerLock
+from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
+from .io.transfer import export_dataset, import_dataset, remove_abandoned_imports
+from .repos import (
+    DatasetAnnotations, DatasetsRepo, FeatureSetsRepo, FeaturesRepo, ItemAnnotations, ItemsRepo, check_json,
+)
+from .search import exact
+from .search.engine import SearchEngine
 
-log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]
 
 
@@ -40,7 +42,11 @@ def default_home() -> Path:
 
 
 class Workspace:
-    """A folder with ``catalog.db`` (SQLite), ``blobs/`` (item files), ``chroma/`` and ``cache/``."""
+    """A folder with ``catalog.db`` (SQLite), ``blobs/`` (item files), ``chroma/`` and ``cache/``.
+
+    The workspace owns the catalog, the files and the index, and writes items, annotations
+    and features; it hands searching to ``self.engine`` (``store.search.engine``) and the
+    index's upkeep to ``self.index_sync`` (``store.index.sync``)."""
 
     def __init__(self, path: Path, chroma_url: str | None = None) -> None:
         self.path = path
@@ -57,44 +63,22 @@ class Workspace:
         self._owner_lock: OwnerLock | None = None
         self.index: VectorIndex | None = None
         self.index_damage: dict[str, str] = {}  # what the open-time probe found (set id or '*' -> reason)
-        self._index_files: dict | None = None
+        known_files: dict | None = None
         if chroma_url:  # a server serialises writers itself
             self.index = VectorIndex(self.path / "chroma", chroma_url, namespace)
         else:
             self._owner_lock = OwnerLock(self.path / "chroma.lock")
             if self._owner_lock.try_acquire():  # probed first in a child when its files changed (never a segfault here)
-                self._index_files = index_guard.known_files(self.catalog)
+                known_files = index_guard.known_files(self.catalog)
                 self.index, self.index_damage = index_guard.open_embedded(self.path / "chroma", self.catalog, namespace)
-        self._matrices: dict[str, exact.VectorMatrix] = {}
-        self._matrix_lock = threading.Lock()
-        self._allowed_cache: dict[tuple, np.ndarray] = {}  # filter -> matrix rows, see _allowed_rows
+        self.index_sync = IndexSync(self, known_files)
+        self.engine = SearchEngine(self)
         self.datasets = DatasetsRepo(self)
         self.feature_sets = FeatureSetsRepo(self)
-        from .io.transfer import remove_abandoned_imports
-
         remove_abandoned_imports(self)
         self.sync_index()
-        self.rebuilt_at_open = self._rebuild_damaged_index()
+        self.rebuilt_at_open = self.index_sync.rebuild_damaged()
         self.note_index_files()
-
-    def note_index_files(self) -> None:
-        """Record the embedded index's HNSW files as good (this process wrote them whole)."""
-        if self.index is not None and self.index.url is None:
-            self._index_files = index_guard.note_files(self.catalog, self.path / "chroma", self._index_files)
-
-    def _rebuild_damaged_index(self) -> list[str]:
-        """Names of the sets whose index disagreed with the catalog at open (a deleted or
-        replaced Chroma folder, say) and was rebuilt from the catalog's vectors."""
-        if self.index is None:
-            return []
-        rebuilt = []
-        for fs in self.feature_sets.list():
-            state = self.check_index(fs.id)
-            if not state["ok"]:
-                log.warning("index of %s disagrees with the catalog (%s); rebuilding it", fs.name, state)
-                self.repair_index(fs.id)
-                rebuilt.append(fs.name)
-        return rebuilt
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, *, chroma_url: str | None = None) -> "Workspace":
@@ -103,6 +87,7 @@ class Workspace:
         return cls(Path(path) if path else default_home(), chroma_url or chroma_url_from_env())
 
     def close(self) -> None:
+        """Close the index (recording its files as good), the catalog, and give up the index's lock."""
         if self.index is not None:
             self.index.close()
             self.note_index_files()
@@ -133,9 +118,25 @@ class Workspace:
 
     def import_dataset(self, path: str | os.PathLike, *, name: str | None = None, progress: ProgressFn | None = None) -> Dataset:
         """Import an export folder or zip as a new dataset (see ``store.io.transfer``)."""
-        from .io.transfer import import_dataset
-
         return import_dataset(self, path, name=name, progress=progress)
+
+    def export_dataset(self, dataset: Dataset, local_path: str | os.PathLike, **kwargs: Any) -> Path:
+        """Export a dataset to a folder or zip (see ``store.io.transfer.export_dataset``)."""
+        return export_dataset(self, dataset, local_path, **kwargs)
+
+    # ---- the repositories that records hand out (``dataset.items``, ``item.features``...) ----
+    def items_of(self, dataset_id: str) -> ItemsRepo:
+        return ItemsRepo(self, dataset_id)
+
+    def annotations_of_dataset(self, dataset_id: str) -> DatasetAnnotations:
+        return DatasetAnnotations(self, dataset_id)
+
+    def annotations_of_item(self, item: Item) -> ItemAnnotations:
+        return ItemAnnotations(self, item)
+
+    def features_of(self, feature_set: FeatureSet | None = None, entity_id: str | None = None) -> FeaturesRepo:
+        """The features of one set, or of one entity across all sets."""
+        return FeaturesRepo(self, feature_set=feature_set, entity_id=entity_id)
 
     # ---- summary -------------------------------------------------------------------
     def info(self) -> dict:
@@ -221,7 +222,7 @@ class Workspace:
                 if row is not None:
                     item = self.item_from_row(row)
                     return UploadResult(display, "duplicate", item, f"same content as {item.filename}; kept that item")
-            final = self.free_name(c, dataset_id, folder, display)
+            final = free_item_name(c, dataset_id, folder, display)
             item_id = new_id()
             c.execute(
                 "INSERT INTO items (id, dataset_id, name, dir, kind, mimetype, size, sha256, width, height,"
@@ -231,19 +232,6 @@ class Workspace:
             )
         message = "" if final == display else f"renamed to {final}: {display} already exists in {folder}"
         return UploadResult(display, "added", self.get_item(item_id), message)
-
-    @staticmethod
-    def free_name(c, dataset_id: str, folder: str, name: str) -> str:
-        stem, dot, ext = name.rpartition(".")
-        if not dot:
-            stem, ext = name, ""
-        candidate, n = name, 1
-        while c.execute(
-            "SELECT 1 FROM items WHERE dataset_id=? AND dir=? AND name=?", (dataset_id, folder, candidate)
-        ).fetchone():
-            candidate = f"{stem} ({n}){dot}{ext}"
-            n += 1
-        return candidate
 
     def delete_items(self, item_ids: Sequence[str]) -> int:
         """Delete items with their annotations and every feature of both (all sets)."""
@@ -330,6 +318,20 @@ class Workspace:
         if row is None:
             raise NotFound(f"no feature vector with id {feature_id!r}")
         return self.feature_from_row(row)
+
+    def query_vector(self, fs: FeatureSet, value: list[float] | str | np.ndarray) -> np.ndarray:
+        """A query for ``fs`` (a vector, or the id of a stored feature) as a checked float32 vector."""
+        if isinstance(value, str):
+            feature = self.get_feature(value)
+            vec = feature.value
+        else:
+            n = np.shape(value)[-1] if np.ndim(value) >= 1 else 0
+            if np.ndim(value) != 1 or n != fs.size:
+                raise InvalidInput(f"the query vector has size {n} but feature set {fs.name!r} holds size {fs.size}")
+            vec = self._check_values(fs, value, 1)[0]
+        if vec.shape != (fs.size,):
+            raise InvalidInput(f"the query has size {vec.shape[0]} but feature set {fs.name!r} holds size {fs.size}")
+        return vec
 
     def _resolve_entities(self, fs: FeatureSet, entities: Sequence[Any]) -> list[tuple[str, str]]:
         """(entity id, dataset id) for each entity, checked to exist and match the set's type."""
@@ -449,247 +451,38 @@ class Workspace:
         for set_id in set_ids:
             self.sync_index(set_id)
 
-    # ---- the vector index ------------------------------------------------------------
+    # ---- the vector index: upkeep in store.index.sync ------------------------------------
     def sync_index(self, set_id: str | None = None, batch: int = 20_000) -> None:
-        """Bring Chroma up to date with the catalog: tombstones first, then every feature
-        written after the set's high-water mark. Idempotent, so safe to rerun after a crash."""
-        if self.index is None:  # another process owns the index and catches up from the catalog
-            return
-        set_ids = [set_id] if set_id else [r[0] for r in self.catalog.all("SELECT id FROM feature_sets")]
-        wrote = False
-        with self.catalog.lock, exclusive(self.path / "index-sync.lock"):
-            if set_id is None:
-                self.index.drop_others(set(set_ids))
-            for sid in set_ids:
-                tomb = self.catalog.all(
-                    "SELECT rowid, entity_id FROM index_tombstones WHERE feature_set_id=? ORDER BY rowid", (sid,)
-                )
-                if tomb:
-                    wrote = True
-                    self.index.delete(sid, [r[1] for r in tomb])
-                    with self.catalog.transaction() as c:
-                        c.execute(
-                            "DELETE FROM index_tombstones WHERE feature_set_id=? AND rowid<=?", (sid, tomb[-1][0])
-                        )
-                mark = self.catalog.scalar("SELECT indexed_rid FROM feature_sets WHERE id=?", (sid,))
-                if mark is None:
-                    continue
-                while True:
-                    rows = self.catalog.all(
-                        "SELECT rid, entity_id, value FROM features WHERE feature_set_id=? AND rid>? ORDER BY rid LIMIT ?",
-                        (sid, mark, batch),
-                    )
-                    if not rows:
-                        break
-                    values = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-                    wrote = True
-                    self.index.upsert(sid, [r[1] for r in rows], values)
-                    mark = rows[-1][0]
-                    with self.catalog.transaction() as c:
-                        c.execute("UPDATE feature_sets SET indexed_rid=? WHERE id=?", (mark, sid))
-            if wrote:
-                self.note_index_files()
+        """Bring Chroma up to date with the catalog (see ``IndexSync.sync``)."""
+        self.index_sync.sync(set_id, batch)
 
     def check_index(self, set_id: str) -> dict:
         """Compare the index with the catalog for one set."""
-        index = self.require_index()
-        self.sync_index(set_id)
-        in_catalog = self.catalog.scalar("SELECT COUNT(*) FROM features WHERE feature_set_id=?", (set_id,))
-        try:
-            in_index = index.count(set_id)
-        except Exception as exc:
-            return {"ok": False, "catalog": in_catalog, "index": None, "error": str(exc)}
-        return {"ok": in_catalog == in_index, "catalog": in_catalog, "index": in_index}
+        return self.index_sync.check(set_id)
 
     def repair_index(self, set_id: str | None = None) -> list[str]:
         """Rebuild Chroma collections from the vectors in the catalog; return the set ids rebuilt."""
-        index = self.require_index()
-        set_ids = [set_id] if set_id else [r[0] for r in self.catalog.all("SELECT id FROM feature_sets")]
-        with self.catalog.lock:
-            for sid in set_ids:
-                index.drop(sid)
-                with self.catalog.transaction() as c:
-                    c.execute("UPDATE feature_sets SET indexed_rid=0 WHERE id=?", (sid,))
-                    c.execute("DELETE FROM index_tombstones WHERE feature_set_id=?", (sid,))
-                self.sync_index(sid)
-        return set_ids
+        return self.index_sync.repair(set_id)
+
+    def note_index_files(self) -> None:
+        """Record the embedded index's HNSW files as good (this process wrote them whole)."""
+        self.index_sync.note_files()
+
+    # ---- search: answered by store.search.engine ----------------------------------------
+    def search(self, filters: Any, *, dataset_id: str | None = None) -> Pages:
+        """Run a filter (the seed's custom_filter JSON, a ``Filters``, or a ``Query``)."""
+        return self.engine.search(filters, dataset_id=dataset_id)
 
     def matrix(self, fs: FeatureSet) -> exact.VectorMatrix:
         """All vectors of a set in memory, cached until the set's version changes."""
-        version = self.catalog.scalar("SELECT version FROM feature_sets WHERE id=?", (fs.id,))
-        if version is None:
-            raise NotFound(f"feature set {fs.name!r} no longer exists")
-        with self._matrix_lock:
-            cached = self._matrices.get(fs.id)
-            if cached is not None and cached.version == version:
-                return cached
-            with self.catalog.lock:
-                rows = self.catalog.conn.execute(
-                    "SELECT entity_id, id, value FROM features WHERE feature_set_id=? ORDER BY rid", (fs.id,)
-                ).fetchall()
-                version = self.catalog.scalar("SELECT version FROM feature_sets WHERE id=?", (fs.id,))
-            values = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), fs.size)
-            m = exact.VectorMatrix(
-                entity_ids=np.array([r[0] for r in rows], dtype=str) if rows else np.zeros(0, dtype="<U24"),
-                feature_ids=np.array([r[1] for r in rows], dtype=str) if rows else np.zeros(0, dtype="<U24"),
-                values=np.ascontiguousarray(values),
-                version=version,
-            )
-            self._matrices[fs.id] = m
-            return m
-
-    # ---- search ----------------------------------------------------------------------
-    def search(self, filters: Any, *, dataset_id: str | None = None) -> Pages:
-        """Run a filter (the seed's custom_filter JSON, a ``Filters``, or a ``Query``)."""
-        from .search.filters import Filters
-
-        if isinstance(filters, Filters):
-            query = q.parse(filters.prepare())
-        elif isinstance(filters, q.Query):
-            query = filters
-        else:
-            query = q.parse(filters)
-        return self._run(query, dataset_id)
-
-    def _run(self, query: q.Query, dataset_id: str | None) -> Pages:
-        def fetch(page: int) -> Pages:
-            nxt = q.Query(query.resource, query.filter, query.vector, page, query.page_size)
-            return self._run(nxt, dataset_id)
-
-        if query.vector is None:
-            records, total = self._list(query, dataset_id)
-        else:
-            records, total = self._vector_search(query, dataset_id)
-        return Pages(records, total, query.page, query.page_size, fetch)
-
-    def _where(self, query: q.Query, dataset_id: str | None) -> tuple[str, list]:
-        where, params = q.compile_where(query.filter, query.resource) if query.filter else ("1", [])
-        if dataset_id is not None:
-            column = {"items": "items.dataset_id", "annotations": "items.dataset_id", "feature_vectors": "features.dataset_id"}[query.resource]
-            where, params = f"({where}) AND {column} = ?", [*params, dataset_id]
-        return where, params
-
-    _FROM = {
-        "items": "items",
-        "annotations": "annotations JOIN items ON items.id = annotations.item_id",
-        "feature_vectors": "features",
-    }
-
-    def _list(self, query: q.Query, dataset_id: str | None) -> tuple[list, int]:
-        where, params = self._where(query, dataset_id)
-        table = self._FROM[query.resource]
-        order = {"items": "items.dir, items.name, items.id", "annotations": "annotations.created_at, annotations.id",
-                 "feature_vectors": "features.rid"}[query.resource]
-        select = {"items": "items.*", "annotations": "annotations.*", "feature_vectors": "features.*"}[query.resource]
-        total = self.catalog.scalar(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)
-        rows = self.catalog.all(
-            f"SELECT {select} FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*params, query.page_size, query.offset],
-        )
-        make = {"items": self.item_from_row, "annotations": self.annotation_from_row, "feature_vectors": self.feature_from_row}[query.resource]
-        return [make(r) for r in rows], total
-
-    def query_vector(self, fs: FeatureSet, value: list[float] | str | np.ndarray) -> np.ndarray:
-        if isinstance(value, str):
-            feature = self.get_feature(value)
-            vec = feature.value
-        else:
-            n = np.shape(value)[-1] if np.ndim(value) >= 1 else 0
-            if np.ndim(value) != 1 or n != fs.size:
-                raise InvalidInput(f"the query vector has size {n} but feature set {fs.name!r} holds size {fs.size}")
-            vec = self._check_values(fs, value, 1)[0]
-        if vec.shape != (fs.size,):
-            raise InvalidInput(f"the query has size {vec.shape[0]} but feature set {fs.name!r} holds size {fs.size}")
-        return vec
+        return self.engine.matrix(fs)
 
     def distances_to(self, fs: FeatureSet, value: list[float] | str | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every vector's distance to a query (a vector or a feature id): ``(entity_ids,
-        distances)`` in the set's own order. For pictures (a histogram, a map's colours):
-        float32 precision, not the exact ranking that ``search`` gives."""
-        vec = self.query_vector(fs, value)
-        m = self.matrix(fs)
-        squared = m.sq_norms - 2 * (m.values @ vec) + np.float32(vec @ vec)
-        return m.entity_ids, np.sqrt(np.maximum(squared, 0, out=squared))
+        """Every vector's distance to a query (a vector or a feature id), in float32 (see
+        ``SearchEngine.distances_to``)."""
+        return self.engine.distances_to(fs, value)
 
     def query_for_entities(self, fs: FeatureSet, entity_ids: Sequence[str]) -> str | list[float]:
         """A query standing for some of a set's entities ("search from here"): the feature id
         of a single entity, or the mean of several entities' vectors."""
-        m = self.matrix(fs)
-        rows = m.rows_for(list(dict.fromkeys(entity_ids)))
-        if len(rows) == 0:
-            raise InvalidInput(f"none of the chosen points has a vector in {fs.name!r} any more; select again")
-        if len(rows) == 1:
-            return str(m.feature_ids[rows[0]])
-        return m.values[rows].astype(np.float64).mean(axis=0).astype(np.float32).tolist()
-
-    def _vector_search(self, query: q.Query, dataset_id: str | None) -> tuple[list, int]:
-        clause = query.vector
-        fs = self.feature_sets.resolve(clause.feature_set_id)  # an id, or (for hand-written files) a name
-        wanted = {"items": "item", "annotations": "annotation"}.get(query.resource)
-        if wanted and fs.entity_type != wanted:
-            raise InvalidInput(
-                f"feature set {fs.name!r} holds {fs.entity_type} vectors; search it with resource "
-                f"'{'items' if fs.entity_type == 'item' else 'annotations'}' or 'feature_vectors'"
-            )
-        vec = self.query_vector(fs, clause.input)
-        filtered = bool(query.filter) or dataset_id is not None
-        limit = query.offset + query.page_size
-        # HNSW cannot rank farthest-first, and a process that does not own the index uses exact search.
-        if clause.approximate and not clause.descending and self.index is not None:
-            allowed = self._allowed_ids(query, dataset_id) if filtered else None
-            self.sync_index(fs.id)  # catch up with writes from other processes
-            entity_ids, dists = self.index.query(fs.id, vec, limit, allowed)
-            if clause.distance_ops:
-                keep = exact._passes(dists, clause.distance_ops)
-                entity_ids, dists = [e for e, k in zip(entity_ids, keep) if k], dists[keep]
-            total = len(entity_ids)
-            page_ids, page_d = entity_ids[query.offset :], dists[query.offset :]
-        else:
-            m = self.matrix(fs)
-            rows = self._allowed_rows(query, dataset_id, m) if filtered else None
-            hits = exact.search(m, vec, rows, clause.distance_ops, clause.descending, limit)
-            total = hits.total
-            page_rows = hits.rows[query.offset :]
-            page_ids, page_d = m.entity_ids[page_rows].tolist(), hits.distances[query.offset :]
-        return self._records_with_distance(query.resource, fs, page_ids, page_d), total
-
-    def _allowed_ids(self, query: q.Query, dataset_id: str | None) -> list[str]:
-        """The entity ids that the query's item / annotation filter lets through."""
-        where, params = self._where(query, dataset_id)
-        id_col = {"items": "items.id", "annotations": "annotations.id", "feature_vectors": "features.entity_id"}[query.resource]
-        return [r[0] for r in self.catalog.all(f"SELECT {id_col} FROM {self._FROM[query.resource]} WHERE {where}", params)]
-
-    def _allowed_rows(self, query: q.Query, dataset_id: str | None, m: exact.VectorMatrix) -> np.ndarray:
-        """The matrix rows the filter lets through, kept until the catalog changes: the seed's
-        own filter ({"hidden": false}, ...) passes most of a set, and reading 100k ids from
-        SQLite costs ten times the search itself, while a user runs query after query with
-        the same filter."""
-        key = (m.version, id(m), query.resource, dataset_id, json.dumps(query.filter, sort_keys=True, default=str),
-               self.catalog.change_stamp())
-        with self._matrix_lock:
-            rows = self._allowed_cache.get(key)
-        if rows is None:
-            rows = m.rows_for(self._allowed_ids(query, dataset_id))
-            with self._matrix_lock:
-                self._allowed_cache[key] = rows
-                while len(self._allowed_cache) > 16:
-                    self._allowed_cache.pop(next(iter(self._allowed_cache)))
-        return rows
-
-    def _records_with_distance(self, resource, fs, entity_ids, distances) -> list:
-        if resource == "items":
-            found = self.items_by_ids(entity_ids)
-        elif resource == "annotations":
-            rows = self.rows_by_ids("SELECT * FROM annotations WHERE id IN ({})", entity_ids)
-            found = {r["id"]: self.annotation_from_row(r) for r in rows}
-        else:
-            rows = self.rows_by_ids("SELECT * FROM features WHERE feature_set_id=? AND entity_id IN ({})", entity_ids,
-                                     (fs.id,))
-            found = {r["entity_id"]: self.feature_from_row(r) for r in rows}
-        out = []
-        for eid, d in zip(entity_ids, distances):
-            rec = found.get(eid)
-            if rec is not None:  # deleted between ranking and fetching
-                rec.distance = float(d)
-                out.append(rec)
-        return out
+        return self.engine.query_for_entities(fs, entity_ids)

@@ -15,35 +15,41 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..errors import FeaturelabError
+from ..search import metric
 
-HNSW = {"space": "l2", "max_neighbors": 32, "ef_construction": 200, "ef_search": 100}
+HNSW = {"space": metric.CHROMA_SPACE, "max_neighbors": 32, "ef_construction": 200, "ef_search": 100}
 log = logging.getLogger(__name__)
 
 
-def _settings():
+def settings():
+    """featurelab's Chroma settings, for every client it makes: no telemetry, no reset."""
     from chromadb.config import Settings
 
     return Settings(anonymized_telemetry=False, allow_reset=False)
 
 
+def connect(path: str | os.PathLike | None = None, url: str | None = None, **server: str):
+    """A Chroma client, built in this one place: a server at ``url`` (an ``HttpClient``,
+    checked with a heartbeat; ``server`` may name its ``tenant`` and ``database``), else
+    an embedded ``PersistentClient`` on the folder ``path``. Errors are Chroma's own: each
+    caller says what it was opening."""
+    import chromadb
+
+    if url:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        client = chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
+                                     ssl=parsed.scheme == "https", settings=settings(), **server)
+        client.heartbeat()
+        return client
+    return chromadb.PersistentClient(path=str(path), settings=settings())
+
+
 class VectorIndex:
     def __init__(self, chroma_dir: Path, url: str | None, namespace: str) -> None:
-        import chromadb
-
         self.url = url
         self.namespace = namespace  # keeps workspaces apart on a shared server
         try:
-            if url:
-                parsed = urlparse(url if "://" in url else f"http://{url}")
-                self.client = chromadb.HttpClient(
-                    host=parsed.hostname or "127.0.0.1",
-                    port=parsed.port or 8000,
-                    ssl=parsed.scheme == "https",
-                    settings=_settings(),
-                )
-                self.client.heartbeat()
-            else:
-                self.client = chromadb.PersistentClient(path=str(chroma_dir), settings=_settings())
+            self.client = connect(chroma_dir, url)
         except FeaturelabError:
             raise
         except Exception as exc:
@@ -131,7 +137,7 @@ class VectorIndex:
     def query(
         self, set_id: str, vector: np.ndarray, n_results: int, entity_ids: list[str] | None = None
     ) -> tuple[list[str], np.ndarray]:
-        """Approximate neighbours (HNSW); distances are true Euclidean (sqrt of Chroma's l2)."""
+        """Approximate neighbours (HNSW); distances are true Euclidean (``metric.from_chroma``)."""
         col = self.collection(set_id)
         if n_results <= 0:
             return [], np.zeros(0)
@@ -142,8 +148,7 @@ class VectorIndex:
             include=["distances"],
         )
         ids = res["ids"][0]
-        dists = np.sqrt(np.maximum(np.asarray(res["distances"][0], dtype=np.float64), 0.0))
-        return ids, dists
+        return ids, metric.from_chroma(res["distances"][0])
 
 
 def chroma_url_from_env() -> str | None:

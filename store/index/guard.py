@@ -150,6 +150,7 @@ def _forget_client(chroma_dir: Path) -> None:
     hand that broken one to the next client of the same folder: drop it."""
     from chromadb.api.shared_system_client import SharedSystemClient
 
+    # chromadb's private registry (third-party): it offers no public way to drop a system.
     system = SharedSystemClient._identifier_to_system.pop(str(chroma_dir), None)
     SharedSystemClient._identifier_to_refcount.pop(str(chroma_dir), None)
     if system is not None:
@@ -178,12 +179,11 @@ def _child(chroma_dir: str, catalog_path: str, namespace: str) -> int:
             return 0
     catalog = sqlite3.connect(f"file:{catalog_path}?mode=ro", uri=True)
     sets = catalog.execute("SELECT id, COALESCE(indexed_rid, 0) FROM feature_sets").fetchall()
-    import chromadb
-    from chromadb.config import Settings
+    from .chroma import connect
 
     say("start *")
     try:
-        client = chromadb.PersistentClient(path=chroma_dir, settings=Settings(anonymized_telemetry=False))
+        client = connect(chroma_dir)
         names = {getattr(c, "name", c) for c in client.list_collections()}
     except Exception as exc:  # noqa: BLE001 - any failure to open is damage
         say(f"bad * Chroma cannot open the folder ({type(exc).__name__}: {exc})")

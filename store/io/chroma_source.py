@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from ..index.chroma import connect
 from ..search import exact
 from ..errors import FeaturelabError, InvalidInput, NotFound
 from ..files import safe_name
@@ -82,12 +83,6 @@ class CollectionHit:
     def to_json(self) -> dict:
         return {"rank": self.rank, "id": self.id, "distance": self.distance, "document": self.document,
                 "metadata": self.metadata}
-
-
-def _settings():
-    from chromadb.config import Settings
-
-    return Settings(anonymized_telemetry=False, allow_reset=False)
 
 
 def _snapshot(folder: Path) -> Path:
@@ -201,8 +196,6 @@ def _release(client, snapshot: Path | None) -> None:
 def open_source(location: str | os.PathLike) -> ChromaSource:
     """Open a Chroma folder (as a snapshot copy: the folder is never written) or a server
     URL (``http://host:port``, optionally ``?tenant=..&database=..``), read-only."""
-    import chromadb
-
     text = str(location).strip()
     if not text:
         raise InvalidInput("give a Chroma folder (with chroma.sqlite3 in it) or a server URL (http://host:8000)")
@@ -211,9 +204,7 @@ def open_source(location: str | os.PathLike) -> ChromaSource:
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         extra = {k: query[k] for k in ("tenant", "database") if query.get(k)}
         try:
-            client = chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
-                                         ssl=parsed.scheme == "https", settings=_settings(), **extra)
-            client.heartbeat()
+            client = connect(url=text, **extra)
         except Exception as exc:
             raise FeaturelabError(f"cannot reach the Chroma server at {text}: {exc}; check the URL and that "
                                   "`chroma run` is up") from exc
@@ -226,7 +217,7 @@ def open_source(location: str | os.PathLike) -> ChromaSource:
                            "PersistentClient(path=...) wrote")
     snapshot = _snapshot(folder)
     try:
-        client = chromadb.PersistentClient(path=str(snapshot), settings=_settings())
+        client = connect(snapshot)
     except Exception as exc:
         shutil.rmtree(snapshot.parent, ignore_errors=True)
         raise FeaturelabError(f"cannot open the Chroma folder {folder}: {exc}; is it from a newer Chroma?") from exc
@@ -363,14 +354,10 @@ class LoadedCollection:
                 return self._cache[key]
             if not len(self):
                 raise InvalidInput(f"collection {self.name!r} holds no records to map")
-            report = P._Progress(progress)
-            if params["method"] == "pca":
-                report("pca", 0.0)
-                coords = P._pca(self.values, params["dims"])
-            else:
-                if ws is not None:
-                    P._import_umap(ws)
-                coords, _ = P._umap_coords(self.values, params, report)
+            report = P.Progress(progress)
+            if params["method"] != "pca" and ws is not None:
+                P.import_umap(ws)
+            coords, _ = P.project_values(self.values, params, report)
             report("done", 1.0)
             self._cache[key] = coords
             return coords

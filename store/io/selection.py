@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from ..catalog import free_item_name
 from ..errors import InvalidInput, NotFound
 from ..files import join_filename, normalize_dir
 from ..ids import new_id
@@ -179,9 +180,7 @@ def _free_name(c, ds_id: str, folder: str, item: Item, on_clash: str) -> str:
             f"{join_filename(folder, item.name)} is already taken in the target (copying {item.filename}); "
             "nothing was written. Save into another folder, or let clashing copies be renamed (on_clash='suffix')"
         )
-    from ..workspace import Workspace  # the same renaming rule as uploads: "a (1).jpg"
-
-    return Workspace.free_name(c, ds_id, folder, item.name)
+    return free_item_name(c, ds_id, folder, item.name)  # the same renaming rule as uploads: "a (1).jpg"
 
 
 def _copy_item(c, source_id: str, ds_id: str, folder: str, name: str) -> str:

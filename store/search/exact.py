@@ -11,9 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-DISTANCE_OPS = ("$eq", "$lt", "$lte", "$gt", "$gte")
-
-
 @dataclass
 class VectorMatrix:
     """All vectors of one feature set at one version."""
@@ -63,7 +60,8 @@ def _error_bound(matrix: VectorMatrix, q_norm: float) -> float:
     return float((matrix.dim + 8) * 2 * eps32 * (x_max + q_norm) ** 2) + 1e-30
 
 
-def _passes(distances: np.ndarray, ops: dict[str, float]) -> np.ndarray:
+def passes(distances: np.ndarray, ops: dict[str, float]) -> np.ndarray:
+    """Which true ``distances`` satisfy every ``$eq $lt $lte $gt $gte`` bound in ``ops``."""
     keep = np.ones(len(distances), dtype=bool)
     for op, bound in ops.items():
         if op == "$eq":
@@ -129,7 +127,7 @@ def search(
         sure = _maybe_passes(approx, ops, -err) & maybe
         border = np.flatnonzero(maybe & ~sure)
         if len(border):
-            border_ok = _passes(exact_distances(matrix.values[rows[border]], q32), ops)
+            border_ok = passes(exact_distances(matrix.values[rows[border]], q32), ops)
             sure[border[border_ok]] = True
         cand_idx = np.flatnonzero(sure)
     else:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import FilterError
+from .metric import DISTANCE_OPS
 
 RESOURCES = ("items", "annotations", "feature_vectors")
 COMPARE_OPS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-DISTANCE_OPS = ("$eq", "$lt", "$lte", "$gt", "$gte")
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 100_000
 MAX_DEPTH = 32  # nesting of $and / $or

@@ -1,0 +1,317 @@
+"""The search engine: answers a parsed plan (``language.Query``) with a page of records.
+
+Three rankers answer, each behind the same small interface (``Ranker``):
+
+- ``CatalogListing``: no vector clause, a listing in SQL from the catalog;
+- ``HnswRanker``: an approximate, nearest-first vector search in the Chroma index;
+- ``ExactRanker``: every other vector search, an exact scan of the set held in memory.
+
+``SearchEngine.choose`` holds the one rule: the first registered ranker, in order, that
+can answer the plan. Another way (a GPU scan, another index) joins with ``register``.
+The engine also keeps each set's vectors in memory (``matrix``), cached by version.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInput, NotFound
+from ..records import FeatureSet, Pages
+from . import exact, language as q, metric
+from .filters import Filters
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+
+_FROM = {
+    "items": "items",
+    "annotations": "annotations JOIN items ON items.id = annotations.item_id",
+    "feature_vectors": "features",
+}
+_ORDER = {"items": "items.dir, items.name, items.id", "annotations": "annotations.created_at, annotations.id",
+          "feature_vectors": "features.rid"}
+_SELECT = {"items": "items.*", "annotations": "annotations.*", "feature_vectors": "features.*"}
+_ID_COLUMN = {"items": "items.id", "annotations": "annotations.id", "feature_vectors": "features.entity_id"}
+_DATASET_COLUMN = {"items": "items.dataset_id", "annotations": "items.dataset_id",
+                   "feature_vectors": "features.dataset_id"}
+
+
+@dataclass
+class Plan:
+    """One query as a ranker sees it: the parsed query, the dataset it is limited to and,
+    for a vector search, the feature set and the query vector (checked against the set)."""
+
+    query: q.Query
+    dataset_id: str | None
+    fs: FeatureSet | None = None
+    query_vector: np.ndarray | None = None
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.query.filter) or self.dataset_id is not None
+
+    @property
+    def limit(self) -> int:
+        """How many results the page needs ranked (offset + page size)."""
+        return self.query.offset + self.query.page_size
+
+
+@dataclass
+class Answer:
+    records: list  # the page's records, in result order
+    total: int  # how many results there are in all (before paging)
+
+
+class Ranker(Protocol):
+    """One way to answer a plan."""
+
+    name: str
+
+    def can_answer(self, plan: Plan) -> bool:
+        """Whether this ranker gives the answer the plan asks for (exact or approximate)."""
+        ...
+
+    def rank(self, plan: Plan) -> Answer: ...
+
+
+class CatalogListing:
+    """No vector clause: the resource's rows that pass the filter, in the catalog's order."""
+
+    name = "catalog"
+
+    def __init__(self, engine: "SearchEngine") -> None:
+        self.engine = engine
+
+    def can_answer(self, plan: Plan) -> bool:
+        return plan.query.vector is None
+
+    def rank(self, plan: Plan) -> Answer:
+        query, ws = plan.query, self.engine.ws
+        where, params = self.engine.where(query, plan.dataset_id)
+        table = _FROM[query.resource]
+        total = ws.catalog.scalar(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)
+        rows = ws.catalog.all(
+            f"SELECT {_SELECT[query.resource]} FROM {table} WHERE {where} ORDER BY {_ORDER[query.resource]}"
+            " LIMIT ? OFFSET ?",
+            [*params, query.page_size, query.offset],
+        )
+        make = {"items": ws.item_from_row, "annotations": ws.annotation_from_row,
+                "feature_vectors": ws.feature_from_row}[query.resource]
+        return Answer([make(r) for r in rows], total)
+
+
+class HnswRanker:
+    """Approximate nearest-first search in the Chroma index."""
+
+    name = "hnsw"
+
+    def __init__(self, engine: "SearchEngine") -> None:
+        self.engine = engine
+
+    def can_answer(self, plan: Plan) -> bool:
+        # HNSW cannot rank farthest-first, and a process that does not own the index uses exact search.
+        clause = plan.query.vector
+        return clause is not None and clause.approximate and not clause.descending and self.engine.ws.index is not None
+
+    def rank(self, plan: Plan) -> Answer:
+        engine, clause, query = self.engine, plan.query.vector, plan.query
+        allowed = engine.allowed_ids(query, plan.dataset_id) if plan.filtered else None
+        engine.ws.sync_index(plan.fs.id)  # catch up with writes from other processes
+        entity_ids, dists = engine.ws.index.query(plan.fs.id, plan.query_vector, plan.limit, allowed)
+        if clause.distance_ops:
+            keep = exact.passes(dists, clause.distance_ops)
+            entity_ids, dists = [e for e, k in zip(entity_ids, keep) if k], dists[keep]
+        total = len(entity_ids)
+        page_ids, page_d = entity_ids[query.offset :], dists[query.offset :]
+        return Answer(engine.records_with_distance(query.resource, plan.fs, page_ids, page_d), total)
+
+
+class ExactRanker:
+    """Exact search (either order, any distance filter) over the set's vectors in memory."""
+
+    name = "exact"
+
+    def __init__(self, engine: "SearchEngine") -> None:
+        self.engine = engine
+
+    def can_answer(self, plan: Plan) -> bool:
+        return plan.query.vector is not None
+
+    def rank(self, plan: Plan) -> Answer:
+        engine, clause, query = self.engine, plan.query.vector, plan.query
+        m = engine.matrix(plan.fs)
+        rows = engine.allowed_rows(query, plan.dataset_id, m) if plan.filtered else None
+        hits = exact.search(m, plan.query_vector, rows, clause.distance_ops, clause.descending, plan.limit)
+        page_rows = hits.rows[query.offset :]
+        page_ids, page_d = m.entity_ids[page_rows].tolist(), hits.distances[query.offset :]
+        return Answer(engine.records_with_distance(query.resource, plan.fs, page_ids, page_d), hits.total)
+
+
+class SearchEngine:
+    """Answers queries for one workspace; owns the in-memory vectors of its sets."""
+
+    RANKERS = (CatalogListing, HnswRanker, ExactRanker)  # in the order ``choose`` asks them
+
+    def __init__(self, ws: "Workspace") -> None:
+        self.ws = ws
+        self.rankers: list[Ranker] = [make(self) for make in self.RANKERS]
+        self._matrices: dict[str, exact.VectorMatrix] = {}
+        self._matrix_lock = threading.Lock()
+        self._allowed_cache: dict[tuple, np.ndarray] = {}  # filter -> matrix rows, see allowed_rows
+
+    # ---- choosing a ranker -------------------------------------------------------------
+    def register(self, ranker: Ranker, *, before: str | None = None) -> None:
+        """Add a ranker, asked before the one named ``before`` (last when None)."""
+        names = [r.name for r in self.rankers]
+        self.rankers.insert(names.index(before) if before in names else len(names), ranker)
+
+    def choose(self, plan: Plan) -> Ranker:
+        """The one rule: the first ranker, in order, that can answer the plan."""
+        for ranker in self.rankers:
+            if ranker.can_answer(plan):
+                return ranker
+        raise InvalidInput("no search method can answer this query")
+
+    # ---- answering ---------------------------------------------------------------------
+    def search(self, filters: Any, *, dataset_id: str | None = None) -> Pages:
+        """Run a filter (the seed's custom_filter JSON, a ``Filters``, or a ``Query``)."""
+        if isinstance(filters, Filters):
+            query = q.parse(filters.prepare())
+        elif isinstance(filters, q.Query):
+            query = filters
+        else:
+            query = q.parse(filters)
+        return self.answer(query, dataset_id)
+
+    def answer(self, query: q.Query, dataset_id: str | None) -> Pages:
+        """One page of the answer to ``query``, able to fetch the pages after it."""
+        def fetch(page: int) -> Pages:
+            nxt = q.Query(query.resource, query.filter, query.vector, page, query.page_size)
+            return self.answer(nxt, dataset_id)
+
+        plan = self.plan(query, dataset_id)
+        found = self.choose(plan).rank(plan)
+        return Pages(found.records, found.total, query.page, query.page_size, fetch)
+
+    def plan(self, query: q.Query, dataset_id: str | None) -> Plan:
+        """The query with its feature set and query vector looked up and checked."""
+        clause = query.vector
+        if clause is None:
+            return Plan(query, dataset_id)
+        fs = self.ws.feature_sets.resolve(clause.feature_set_id)  # an id, or (for hand-written files) a name
+        wanted = {"items": "item", "annotations": "annotation"}.get(query.resource)
+        if wanted and fs.entity_type != wanted:
+            raise InvalidInput(
+                f"feature set {fs.name!r} holds {fs.entity_type} vectors; search it with resource "
+                f"'{'items' if fs.entity_type == 'item' else 'annotations'}' or 'feature_vectors'"
+            )
+        return Plan(query, dataset_id, fs, self.ws.query_vector(fs, clause.input))
+
+    # ---- what the rankers share --------------------------------------------------------
+    def where(self, query: q.Query, dataset_id: str | None) -> tuple[str, list]:
+        """The query's filter (and dataset) as an SQL condition with its parameters."""
+        where, params = q.compile_where(query.filter, query.resource) if query.filter else ("1", [])
+        if dataset_id is not None:
+            where, params = f"({where}) AND {_DATASET_COLUMN[query.resource]} = ?", [*params, dataset_id]
+        return where, params
+
+    def allowed_ids(self, query: q.Query, dataset_id: str | None) -> list[str]:
+        """The entity ids that the query's item / annotation filter lets through."""
+        where, params = self.where(query, dataset_id)
+        sql = f"SELECT {_ID_COLUMN[query.resource]} FROM {_FROM[query.resource]} WHERE {where}"
+        return [r[0] for r in self.ws.catalog.all(sql, params)]
+
+    def allowed_rows(self, query: q.Query, dataset_id: str | None, m: exact.VectorMatrix) -> np.ndarray:
+        """The matrix rows the filter lets through, kept until the catalog changes: the seed's
+        own filter ({"hidden": false}, ...) passes most of a set, and reading 100k ids from
+        SQLite costs ten times the search itself, while a user runs query after query with
+        the same filter."""
+        key = (m.version, id(m), query.resource, dataset_id, json.dumps(query.filter, sort_keys=True, default=str),
+               self.ws.catalog.change_stamp())
+        with self._matrix_lock:
+            rows = self._allowed_cache.get(key)
+        if rows is None:
+            rows = m.rows_for(self.allowed_ids(query, dataset_id))
+            with self._matrix_lock:
+                self._allowed_cache[key] = rows
+                while len(self._allowed_cache) > 16:
+                    self._allowed_cache.pop(next(iter(self._allowed_cache)))
+        return rows
+
+    def records_with_distance(self, resource: str, fs: FeatureSet, entity_ids: Sequence[str], distances) -> list:
+        """The records of ranked entities, in rank order, each with its ``distance``."""
+        ws = self.ws
+        if resource == "items":
+            found = ws.items_by_ids(entity_ids)
+        elif resource == "annotations":
+            rows = ws.rows_by_ids("SELECT * FROM annotations WHERE id IN ({})", entity_ids)
+            found = {r["id"]: ws.annotation_from_row(r) for r in rows}
+        else:
+            rows = ws.rows_by_ids("SELECT * FROM features WHERE feature_set_id=? AND entity_id IN ({})", entity_ids,
+                                  (fs.id,))
+            found = {r["entity_id"]: ws.feature_from_row(r) for r in rows}
+        out = []
+        for eid, d in zip(entity_ids, distances):
+            rec = found.get(eid)
+            if rec is not None:  # deleted between ranking and fetching
+                rec.distance = float(d)
+                out.append(rec)
+        return out
+
+    # ---- the vectors in memory ---------------------------------------------------------
+    def matrix(self, fs: FeatureSet) -> exact.VectorMatrix:
+        """All vectors of a set in memory, cached until the set's version changes."""
+        catalog = self.ws.catalog
+        version = catalog.scalar("SELECT version FROM feature_sets WHERE id=?", (fs.id,))
+        if version is None:
+            raise NotFound(f"feature set {fs.name!r} no longer exists")
+        with self._matrix_lock:
+            cached = self._matrices.get(fs.id)
+            if cached is not None and cached.version == version:
+                return cached
+            with catalog.lock:
+                rows = catalog.conn.execute(
+                    "SELECT entity_id, id, value FROM features WHERE feature_set_id=? ORDER BY rid", (fs.id,)
+                ).fetchall()
+                version = catalog.scalar("SELECT version FROM feature_sets WHERE id=?", (fs.id,))
+            values = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), fs.size)
+            m = exact.VectorMatrix(
+                entity_ids=np.array([r[0] for r in rows], dtype=str) if rows else np.zeros(0, dtype="<U24"),
+                feature_ids=np.array([r[1] for r in rows], dtype=str) if rows else np.zeros(0, dtype="<U24"),
+                values=np.ascontiguousarray(values),
+                version=version,
+            )
+            self._matrices[fs.id] = m
+            return m
+
+    def forget(self, set_id: str | None = None) -> None:
+        """Drop a set's vectors from memory (every set's when None): a deleted set, or a
+        benchmark that wants the next read to come from SQLite."""
+        with self._matrix_lock:
+            if set_id is None:
+                self._matrices.clear()
+            else:
+                self._matrices.pop(set_id, None)
+
+    def distances_to(self, fs: FeatureSet, value: list[float] | str | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every vector's distance to a query (a vector or a feature id): ``(entity_ids,
+        distances)`` in the set's own order. For pictures (a histogram, a map's colours):
+        float32 precision, not the exact ranking that ``search`` gives."""
+        vec = self.ws.query_vector(fs, value)
+        m = self.matrix(fs)
+        return m.entity_ids, metric.approx_distances(m.sq_norms, m.values, vec)
+
+    def query_for_entities(self, fs: FeatureSet, entity_ids: Sequence[str]) -> str | list[float]:
+        """A query standing for some of a set's entities ("search from here"): the feature id
+        of a single entity, or the mean of several entities' vectors."""
+        m = self.matrix(fs)
+        rows = m.rows_for(list(dict.fromkeys(entity_ids)))
+        if len(rows) == 0:
+            raise InvalidInput(f"none of the chosen points has a vector in {fs.name!r} any more; select again")
+        if len(rows) == 1:
+            return str(m.feature_ids[rows[0]])
+        return m.values[rows].astype(np.float64).mean(axis=0).astype(np.float32).tolist()
