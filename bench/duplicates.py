@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of featurelab (the best is kept)")
     args = parser.parse_args()
 
-    from store.analysis.projection import knn_device
+    from store.analysis.knn import knn_device
 
     values, groups = planted(args.n, args.dim)
     load = os.getloadavg()[0]
@@ -103,7 +103,7 @@ def main() -> None:
             read_s, _ = timed(lambda: ws.matrix(fs))  # the first read of the vectors, once per version
             rounds = []
             for _ in range(args.rounds):
-                curation._CACHE.clear()  # from scratch each time: no nearest-neighbour distances in memory
+                curation.clear_cache()  # from scratch each time: no nearest-neighbour distances in memory
                 rounds.append(timed(lambda: curation.duplicate_groups(ws, fs, args.threshold)))
             ours_s, found = min(rounds, key=lambda r: r[0])
             nn_s, nn = timed(lambda: curation.nearest_neighbor_distances(ws, fs))

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from store import Workspace  # noqa: E402
-from store.analysis import projection  # noqa: E402
+from store.analysis import knn as knn_scan, projection  # noqa: E402
 
 SMALL = 2000  # the set a fresh process maps, to show the fixed cost
 
@@ -118,7 +118,7 @@ def main() -> None:
     import torch
 
     print(f"{args.n} x {args.dim} clustered float32; {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), kNN device: {projection.knn_device()}, load {os.getloadavg()[0]:.1f}")
+          f"({torch.get_num_threads()} threads), kNN device: {knn_scan.knn_device()}, load {os.getloadavg()[0]:.1f}")
     values, labels = clustered(args.n, args.dim)
     folder = Path(tempfile.mkdtemp(prefix="bench-projection-"))
     path = folder / "ws"
@@ -174,8 +174,8 @@ def main() -> None:
             print(f"  {name:44s} {seconds:8.2f} s")
 
         print("\nquality (3000-point sample):")
-        gpu_layout_s, (gpu_layout, _) = timed(lambda: projection._umap_coords(
-            values[aligned], projection.projection_params(), projection._Progress(None), layout_device="cpu"))
+        gpu_layout_s, (gpu_layout, _) = timed(lambda: projection.umap_coords(
+            values[aligned], projection.projection_params(), projection.Progress(None), layout_device="cpu"))
         maps = (("featurelab seed 42", ours.coords, aligned), ("featurelab seed=None", free.coords, aligned),
                 ("umap-learn defaults", base, np.arange(args.n)),
                 (f"torch layout (GPU path) on the CPU, {gpu_layout_s:.0f} s", gpu_layout, aligned))
@@ -185,8 +185,8 @@ def main() -> None:
 
         data = np.ascontiguousarray(values[: min(args.n, 20_000)])
         knn = {}
-        for device in dict.fromkeys([projection.knn_device(), "cpu", "numpy"]):
-            knn[device], _ = timed(lambda: projection.exact_knn(data, 15, device=device))
+        for device in dict.fromkeys([knn_scan.knn_device(), "cpu", "numpy"]):
+            knn[device], _ = timed(lambda: knn_scan.exact_knn(data, 15, device=device))
         print(f"\nexact kNN graph of {len(data)} x {args.dim}, k=15: "
               + ", ".join(f"{device} {seconds:.2f} s" for device, seconds in knn.items()))
 

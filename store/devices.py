@@ -5,9 +5,18 @@ from __future__ import annotations
 from .errors import InvalidInput
 
 
-def resolve_device(device: str | None = None) -> str:
+def resolve_device(device: str | None = None, *, allow_numpy: bool = False) -> str:
     """``None``/``"auto"``: ``cuda`` when torch sees a GPU, else ``cpu``. An explicit device
-    that is not there is refused with what to do instead."""
+    that is not there is refused with what to do instead. ``allow_numpy``: for work that
+    also runs on plain NumPy (the exact kNN graph), ``numpy`` is a device too, and the
+    automatic choice where torch is not installed."""
+    if allow_numpy and device in (None, "", "auto", "numpy"):
+        try:
+            import torch
+        except ImportError:
+            return "numpy"
+        if device == "numpy":
+            return device
     import torch
 
     if device in (None, "", "auto"):
@@ -27,6 +36,7 @@ def resolve_device(device: str | None = None) -> str:
         if not torch.backends.mps.is_available():
             raise InvalidInput("--device mps: Apple's Metal backend is not available here; use --device cpu")
         return device
-    if device == "cpu":
+    if device == "cpu" or (device == "numpy" and allow_numpy):
         return device
-    raise InvalidInput(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+    choices = "cpu, cuda, cuda:N, mps or numpy" if allow_numpy else "cpu, cuda, cuda:N or mps"
+    raise InvalidInput(f"unknown device {device!r}; use {choices}")

@@ -57,8 +57,11 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import FeaturelabError, InvalidInput
 from ..records import FeatureSet
+from .knn import import_torch
+from .tables import annotation_rows, entity_labels
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -125,26 +128,16 @@ class KMeansResult:
     device: str
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
 def _device(device: str | None) -> str:
-    torch = _torch()
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInput("device 'cuda' was asked for but no CUDA GPU is available; use 'cpu'")
-    if device not in ("cpu",) and not device.startswith("cuda"):
+    """``resolve_device``'s pick, among the devices k-means runs on (its float64 sums rule out mps)."""
+    if device is not None and device != "cpu" and not device.startswith("cuda"):
         raise InvalidInput(f"device must be 'cpu' or 'cuda', got {device!r}")
-    return device
+    return resolve_device(device)
 
 
 def _sq_dists(x, sq, centers, block: int):
     """(labels, squared distance to the nearest centre) for each row, block by block."""
-    torch = _torch()
+    torch = import_torch()
     csq = (centers * centers).sum(1)
     labels = torch.empty(len(x), dtype=torch.int64, device=x.device)
     best = torch.empty(len(x), dtype=x.dtype, device=x.device)
@@ -161,7 +154,7 @@ def _sq_dists(x, sq, centers, block: int):
 def _plusplus(x, sq, k: int, generator, block: int):
     """Greedy k-means++ (scikit-learn's ``_kmeans_plusplus``): each new centre is the best
     of ``2 + ln k`` candidates drawn with probability proportional to the squared distance."""
-    torch = _torch()
+    torch = import_torch()
     n = len(x)
     trials = 2 + int(math.log(k))
     first = int(torch.randint(0, n, (1,), generator=generator, device=x.device).item())
@@ -185,7 +178,7 @@ def _plusplus(x, sq, k: int, generator, block: int):
 def _means(x, labels, k: int, dist):
     """New centres: the mean of each cluster's rows; an empty cluster takes the row farthest
     from its centre (as scikit-learn relocates them)."""
-    torch = _torch()
+    torch = import_torch()
     sums = torch.zeros((k, x.shape[1]), dtype=x.dtype, device=x.device).index_add_(0, labels, x)
     counts = torch.bincount(labels, minlength=k)
     centers = sums / counts.clamp_min(1)[:, None].to(x.dtype)
@@ -202,7 +195,7 @@ def _inertia(x, labels, centers, block: int) -> float:
     total = 0.0
     for start in range(0, len(x), block):
         diff = x[start : start + block] - centers[labels[start : start + block]]
-        total += float((diff * diff).sum(dtype=_torch().float64).item())
+        total += float((diff * diff).sum(dtype=import_torch().float64).item())
     return total
 
 
@@ -214,7 +207,7 @@ def kmeans(
     then Lloyd iterations until no label changes, the centres' total squared shift is at most
     ``tol`` times the mean variance of the columns, or ``max_iter``. Seeded by ``seed``;
     ``device`` 'cpu' or 'cuda' (default: CUDA when present)."""
-    torch = _torch()
+    torch = import_torch()
     values = np.asarray(values)
     if values.ndim != 2 or not len(values):
         raise InvalidInput(f"k-means needs a non-empty 2-D array of vectors, got shape {values.shape}")
@@ -429,7 +422,7 @@ def cluster_feature_set(
 
 def _prompt_model(fs: FeatureSet, vocabulary: Sequence[str] | None) -> Any:
     """The set's model spec when its clusters can be named by prompts (an open_clip set)."""
-    from ..embedders.registry import OPEN_CLIP, parse_spec
+    from ..embedders import parse_spec
 
     spec = None
     if fs.model:
@@ -437,7 +430,7 @@ def _prompt_model(fs: FeatureSet, vocabulary: Sequence[str] | None) -> Any:
             spec = parse_spec(fs.model)
         except FeaturelabError:
             spec = None
-    if spec is not None and spec.backend == OPEN_CLIP:
+    if spec is not None and spec.embeds_text and spec.embeds_images:  # prompts and items share a space
         return spec
     if vocabulary is not None:
         raise InvalidInput(
@@ -460,7 +453,7 @@ def _name_clusters(ws, fs, matrix, labels, key, method, params, details, text_mo
         centres[i] = values[rows].mean(axis=0, dtype=np.float64)
         diff = values[rows] - centres[i].astype(np.float32)
         distances[rows] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-    label_of = _entity_labels(ws, fs, entity_ids, label_field)
+    label_of = entity_labels(ws, fs, entity_ids, label_field)
     prompts = _prompt_names(text_model, vocabulary, template, centres, ids, details)
     report("name", 0.5)
     central_names = _item_names(ws, fs, [
@@ -493,52 +486,11 @@ def _choose_name(cluster: Cluster, label_field: str | None, central_names: dict[
     return central_names.get(cluster.central[0], f"cluster {cluster.id}")
 
 
-def _label_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _entity_labels(ws, fs: FeatureSet, entity_ids: np.ndarray, label_field: str | None) -> list[str | None]:
-    """Each entity's label as text (None without one): ``label_field`` of its item's
-    metadata, else its annotation label (see ``store.analysis.projection.point_table``)."""
-    from .projection import _annotation_rows, _metadata_value, _most_common_labels
-
-    ids = entity_ids.tolist()
-    if fs.entity_type == "annotation":
-        rows = _annotation_rows(ws, ids)
-        if label_field is None:
-            return [rows[e][1] if e in rows else None for e in ids]
-        item_of = {e: rows[e][0] for e in ids if e in rows}
-    else:
-        if label_field is None:
-            best = _most_common_labels(ws, ids)
-            return [best.get(e) for e in ids]
-        item_of = {e: e for e in ids}
-    metadata = _metadata_of(ws, "items", list(dict.fromkeys(item_of.values())))
-    return [_label_text(_metadata_value(metadata[item_of[e]], label_field)) if item_of.get(e) in metadata else None
-            for e in ids]
-
-
-def _metadata_of(ws, table: str, ids: Sequence[str]) -> dict[str, dict]:
-    """id -> parsed metadata of rows of ``table`` ('items' or 'annotations')."""
-    out: dict[str, dict] = {}
-    for start in range(0, len(ids), 900):
-        chunk = list(ids[start : start + 900])
-        sql = f"SELECT id, metadata FROM {table} WHERE id IN ({','.join('?' * len(chunk))})"
-        out.update((r[0], json.loads(r[1])) for r in ws.catalog.all(sql, chunk))
-    return out
-
-
 def _item_names(ws, fs: FeatureSet, entity_ids: Sequence[str]) -> dict[str, str]:
     """entity id -> its item's file name without the extension (a fallback cluster name)."""
-    from .projection import _annotation_rows
-
     ids = [str(e) for e in entity_ids]
     if fs.entity_type == "annotation":
-        rows = _annotation_rows(ws, ids)
+        rows = annotation_rows(ws, ids)
         item_of = {e: rows[e][0] for e in ids if e in rows}
     else:
         item_of = {e: e for e in ids}

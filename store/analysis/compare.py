@@ -7,7 +7,7 @@
 
 Only entities with a vector in both sets count (``only_a`` / ``only_b`` say how many were
 left out). For each, its exact top-k neighbours among those entities in each set
-(``store.analysis.projection.exact_knn``, Euclidean, the entity itself excluded), and the overlap
+(``store.analysis.knn.exact_knn``, Euclidean, the entity itself excluded), and the overlap
 ``|N_a(i) ∩ N_b(i)| / k``. The most disagreeing entities are those of least overlap; among
 equal overlaps, those whose neighbours in one set lie farthest, in the other set's space,
 relative to that set's own neighbours (``Comparison.stretch``) come first.
@@ -28,6 +28,8 @@ import numpy as np
 
 from ..errors import InvalidInput
 from ..records import FeatureSet
+from .knn import exact_knn
+from .tables import entity_labels
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -148,8 +150,6 @@ def shared_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def neighbours(values: np.ndarray, k: int, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k neighbours of each row among the others (Euclidean): rows and distances."""
-    from .projection import exact_knn
-
     index, dist = exact_knn(values, k + 1, device=device)
     # exact_knn puts each row itself first, even among exact duplicates.
     return np.ascontiguousarray(index[:, 1:]), np.ascontiguousarray(dist[:, 1:])
@@ -171,14 +171,6 @@ def _stretch(va: np.ndarray, vb: np.ndarray, na: np.ndarray, nb: np.ndarray, da:
     own_a = np.maximum(da[rows].mean(axis=1, dtype=np.float64), 1e-12)
     own_b = np.maximum(db[rows].mean(axis=1, dtype=np.float64), 1e-12)
     return 0.5 * (_mean_distance(va, rows, nb[rows]) / own_a + _mean_distance(vb, rows, na[rows]) / own_b)
-
-
-def entity_labels(ws: "Workspace", fs: FeatureSet, entity_ids, label_field: str | None = None) -> list[str | None]:
-    """Each entity's label as text (None without one): ``label_field`` of its item's
-    metadata, else its annotation label (as ``store.analysis.projection.point_table`` shows it)."""
-    from .clusters import _entity_labels
-
-    return _entity_labels(ws, fs, np.asarray(entity_ids, dtype=str), label_field)
 
 
 def label_agreement(labels: list[str | None], rows: np.ndarray) -> np.ndarray:

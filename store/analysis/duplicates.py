@@ -13,8 +13,9 @@ On plain arrays (a Chroma collection, a selection): ``duplicate_groups_of_values
 
 Distances are true Euclidean distances, and the answers equal brute force in float64
 (``sqrt(sum((a - b) ** 2))`` per pair, as ``store.search.exact`` measures). The work is blocked
-float32 matrix products in PyTorch (a CUDA GPU when present), on data centred on its mean
-and scaled by a power of two (precise products, no overflow). Every pair whose float32
+float32 matrix products in PyTorch (a CUDA GPU when present; the scans of
+``store.analysis.knn``), on data centred on its mean and scaled by a power of two (precise
+products, no overflow). Every pair whose float32
 value a rigorous error bound cannot place on one side of the threshold (or of the k-th
 neighbour) is measured again in float64. Near-duplicate groups are the connected components
 of the graph "distance <= threshold" (single linkage): the range search covers each pair
@@ -37,16 +38,16 @@ import operator
 import threading
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..errors import InvalidInput, NotFound
 from ..ids import new_id
-from .projection import _annotation_rows, _block_rows, _torch, knn_device
 from ..records import FeatureSet
+from . import knn
+from .tables import annotation_rows
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -94,20 +95,20 @@ def _check_k(given: Any, n: int) -> int:
 # ---- float helpers --------------------------------------------------------------------------------
 def _f32_up(v: np.ndarray) -> np.ndarray:
     """float64 -> the nearest float32 at or above (comparisons stay on the safe side)."""
-    v = np.asarray(v, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        f = v.astype(np.float32)
-        low = f.astype(np.float64) < v
-    f[low] = np.nextafter(f[low], np.float32(np.inf))
-    return f
+    return _f32_toward(v, np.inf)
 
 
 def _f32_down(v: np.ndarray) -> np.ndarray:
+    return _f32_toward(v, -np.inf)
+
+
+def _f32_toward(v: np.ndarray, toward: float) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         f = v.astype(np.float32)
-        high = f.astype(np.float64) > v
-    f[high] = np.nextafter(f[high], np.float32(-np.inf))
+        wide = f.astype(np.float64)
+        off = wide < v if toward > 0 else wide > v
+    f[off] = np.nextafter(f[off], np.float32(toward))
     return f
 
 
@@ -120,20 +121,6 @@ def pair_distances(values: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
         diff = values[a[start : start + step]].astype(np.float64) - values[b[start : start + step]].astype(np.float64)
         out[start : start + step] = np.sqrt((diff * diff).sum(axis=1))
     return out
-
-
-@contextmanager
-def _exact_matmul(torch) -> Iterator[None]:
-    """float32 products in full float32 (no TF32 / bf16 shortcuts): the error bound assumes it."""
-    previous = torch.get_float32_matmul_precision()
-    if previous != "highest":
-        torch.set_float32_matmul_precision("highest")
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        if previous != "highest":
-            torch.set_float32_matmul_precision(previous)
 
 
 @dataclass
@@ -150,7 +137,7 @@ class _Prepared:
 
 
 def _prepare(x: np.ndarray, device: str) -> _Prepared:
-    torch = _torch()
+    torch = knn.import_torch()
     n, d = x.shape
     mean = x.mean(axis=0, dtype=np.float64)
     step = max(1, (1 << 22) // max(d, 1))
@@ -176,7 +163,7 @@ def _prepare(x: np.ndarray, device: str) -> _Prepared:
 
 
 def _device(device: str | None) -> str:
-    device = device or knn_device()
+    device = knn.knn_device(device)
     if device == "numpy":
         raise InvalidInput("near-duplicates and outliers need PyTorch; install torch")
     return device
@@ -226,9 +213,9 @@ def duplicate_groups_of_values(
 
 
 def _range_components(x: np.ndarray, t: float, device: str) -> np.ndarray:
-    torch = _torch()
+    torch = knn.import_torch()
     n = len(x)
-    with _exact_matmul(torch):
+    with knn.exact_matmul(torch):
         p = _prepare(x, device)
         ts = t / p.scale
         t2 = ts * ts
@@ -241,42 +228,21 @@ def _range_components(x: np.ndarray, t: float, device: str) -> np.ndarray:
         pending_a: list[np.ndarray] = []
         pending_b: list[np.ndarray] = []
         waiting = 0
-        block = min(_block_rows(n, device), n)
-        lower = torch.ones((block, block), dtype=torch.bool, device=device).tril()
-        for start in range(0, n, block):
-            stop = min(start + block, n)
-            rows = stop - start
-            # Pairs (i, j) with j > i only: columns from this block on, the block's own lower
-            # triangle (and diagonal) masked.
-            key = torch.addmm(p.sq[None, start:], p.data[start:stop], p.data[start:].T, alpha=-2.0)
-            key[:, :rows].masked_fill_(lower[:rows, :rows], torch.inf)
-            active = (key.amin(dim=1) <= hi_t[start:stop]).nonzero().squeeze(1)
-            step = max(1, CHUNK_ELEMENTS // key.shape[1])
-            for c0 in range(0, len(active), step):
-                local = active[c0 : c0 + step]
-                sub = key.index_select(0, local)
-                cand = sub <= hi_t[start + local][:, None]
-                if labels is not None:  # edges inside one component change nothing
-                    cand &= labels[start + local][:, None] != labels[None, start:]
-                li, cj = cand.nonzero(as_tuple=True)
-                if not len(li):
-                    continue
-                kv = sub[li, cj].cpu().numpy()
-                a = (start + local[li]).cpu().numpy()
-                b = (start + cj).cpu().numpy()
-                keep = kv <= lo[a]
-                border = np.flatnonzero(~keep)
-                if len(border):
-                    keep[border] = pair_distances(x, a[border], b[border]) <= t
-                pending_a.append(a[keep])
-                pending_b.append(b[keep])
-                waiting += int(keep.sum())
-                if waiting >= MERGE_EDGES:
-                    rep, count = _merge(rep, pending_a, pending_b)
-                    pending_a, pending_b, waiting = [], [], 0
-                    if count == 1:
-                        return rep
-                    labels = torch.from_numpy(rep).to(device)
+        block = min(knn.block_rows(n, device), n)
+        for a, b, kv in knn.range_pairs(torch, p.data, p.sq, hi_t, block, CHUNK_ELEMENTS, lambda: labels):
+            keep = kv <= lo[a]
+            border = np.flatnonzero(~keep)
+            if len(border):
+                keep[border] = pair_distances(x, a[border], b[border]) <= t
+            pending_a.append(a[keep])
+            pending_b.append(b[keep])
+            waiting += int(keep.sum())
+            if waiting >= MERGE_EDGES:
+                rep, count = _merge(rep, pending_a, pending_b)
+                pending_a, pending_b, waiting = [], [], 0
+                if count == 1:
+                    return rep
+                labels = torch.from_numpy(rep).to(device)
         if waiting:
             rep, _ = _merge(rep, pending_a, pending_b)
         return rep
@@ -293,12 +259,12 @@ def knn_distances_of_values(
     x = _as_matrix(values)
     n = len(x)
     k = _check_k(k, n)
-    torch = _torch()
-    device = _device(device)
+    device = _device(device)  # before torch: says so where it is missing
+    torch = knn.import_torch()
     take = min(k + 1, n - 1)  # one more than asked, to see whether the k-th is clear of the rest
-    with _exact_matmul(torch):
+    with knn.exact_matmul(torch):
         p = _prepare(x, device)
-        best_v, best_i = _top_lists(torch, p, n, take)
+        best_v, best_i = knn.top_lists(torch, p.data, p.sq, take, min(knn.block_rows(n, device), n))
         kth = best_v[:, k - 1].double().cpu().numpy()
         limit = _f32_up(kth + 2.0 * p.err)
         if take == n - 1:  # every other row is in each list: all are candidates
@@ -310,7 +276,9 @@ def knn_distances_of_values(
             a_list = [np.repeat(np.flatnonzero(clear), k)]
             b_list = [best_i[torch.from_numpy(clear).to(device), :k].cpu().numpy().ravel()]
             unclear = np.flatnonzero(~clear)
-        a_extra, b_extra = _scan_rows(torch, p, unclear, limit)  # near-ties at the k-th: every candidate
+        # near-ties at the k-th: every candidate
+        a_extra, b_extra = knn.range_rows(torch, p.data, p.sq, unclear, limit, knn.block_rows(n, device),
+                                          CHUNK_ELEMENTS)
     a = np.concatenate([*a_list, a_extra])
     b = np.concatenate([*b_list, b_extra])
     dist = pair_distances(x, a, b)
@@ -318,53 +286,6 @@ def knn_distances_of_values(
     a, b, dist = a[order], b[order], dist[order]
     pick = np.searchsorted(a, np.arange(n))[:, None] + np.arange(k)
     return dist[pick], b[pick]
-
-
-def _top_lists(torch, p: _Prepared, n: int, take: int):
-    """Each row's ``take`` smallest float32 squared distances to other rows, with their
-    columns. Each pair is computed once (the upper triangle of blocks) and offered to both of
-    its rows: to row i along the block's rows, to row j along its columns."""
-    device = p.device
-    best_v = torch.full((n, take), torch.inf, device=device)
-    best_i = torch.zeros((n, take), dtype=torch.int64, device=device)
-    block = min(_block_rows(n, device), n)
-    lower = torch.ones((block, block), dtype=torch.bool, device=device).tril()
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        rows = stop - start
-        key = torch.addmm(p.sq[None, start:], p.data[start:stop], p.data[start:].T, alpha=-2.0)
-        key.add_(p.sq[start:stop, None])
-        key[:, :rows].masked_fill_(lower[:rows, :rows], torch.inf)  # pairs j > i only
-        row_v, row_i = torch.topk(key, min(take, key.shape[1]), dim=1, largest=False)
-        _merge_top(torch, best_v, best_i, start, stop, row_v, row_i + start, take)
-        col_v, col_i = torch.topk(key, min(take, rows), dim=0, largest=False)
-        _merge_top(torch, best_v, best_i, start, n, col_v.T, col_i.T + start, take)
-    return best_v, best_i
-
-
-def _merge_top(torch, best_v, best_i, start: int, stop: int, new_v, new_i, take: int) -> None:
-    v = torch.cat([best_v[start:stop], new_v], dim=1)
-    i = torch.cat([best_i[start:stop], new_i], dim=1)
-    top_v, pos = torch.topk(v, take, dim=1, largest=False, sorted=True)
-    best_v[start:stop] = top_v
-    best_i[start:stop] = torch.gather(i, 1, pos)
-
-
-def _scan_rows(torch, p: _Prepared, rows: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every (row, column) pair with float32 squared distance <= ``limit[row]``, for the given
-    rows against all others (themselves left out)."""
-    n = len(limit)
-    a_list, b_list = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    limit_t = torch.from_numpy(limit).to(p.device)
-    step = max(1, min(_block_rows(n, p.device), CHUNK_ELEMENTS // max(n, 1)))
-    for c0 in range(0, len(rows), step):
-        local = torch.from_numpy(rows[c0 : c0 + step]).to(p.device)
-        key = torch.addmm(p.sq[None, :], p.data[local], p.data.T, alpha=-2.0).add_(p.sq[local][:, None])
-        key[torch.arange(len(local), device=p.device), local] = torch.inf
-        li, cj = (key <= limit_t[local][:, None]).nonzero(as_tuple=True)
-        a_list.append(local[li].cpu().numpy())
-        b_list.append(cj.cpu().numpy())
-    return np.concatenate(a_list), np.concatenate(b_list)
 
 
 def kth_neighbor_distances(values: np.ndarray, k: int, *, device: str | None = None) -> np.ndarray:
@@ -444,6 +365,12 @@ def state_token(ws: "Workspace", feature_set: FeatureSet | str, include_hidden: 
     return f"{m.version}-{digest}"
 
 
+def clear_cache() -> None:
+    """Forget the nearest-neighbour distances kept in memory (a benchmark starts from scratch)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
 def _cached_knn(scope: _Scope, k: int, compute: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
     with _CACHE_LOCK:
         for (key, kk), hit in _CACHE.items():
@@ -463,7 +390,7 @@ def _cached_knn(scope: _Scope, k: int, compute: bool = True) -> tuple[np.ndarray
 def _item_ids(ws: "Workspace", fs: FeatureSet, entity_ids: Sequence[str]) -> list[str | None]:
     if fs.entity_type != "annotation":
         return list(entity_ids)
-    found = _annotation_rows(ws, list(entity_ids))
+    found = annotation_rows(ws, list(entity_ids))
     return [found[e][0] if e in found else None for e in entity_ids]
 
 
@@ -776,10 +703,9 @@ def outlier_scores(
 
 
 __all__ = [
-    "KEEP_RULES", "DuplicateGroup", "Duplicates", "HideAction", "HideResult", "NeighbourDistances", "Outlier",
-    "UndoResult", "duplicate_groups", "duplicate_groups_of_values", "hide_actions", "hide_duplicates",
-    "knn_distances_of_values", "kth_neighbor_distances", "nearest_neighbor_distances",
+    "KEEP_LABELS", "KEEP_RULES", "DuplicateGroup", "Duplicates", "HideAction", "HideResult", "NeighbourDistances",
+    "Outlier", "UndoResult", "clear_cache", "duplicate_groups", "duplicate_groups_of_values", "hide_actions",
+    "hide_duplicates", "knn_distances_of_values", "kth_neighbor_distances", "nearest_neighbor_distances",
     "nearest_neighbor_distances_of_values", "outlier_scores", "outliers", "pair_distances", "state_token",
     "suggest_threshold", "undo",
 ]
-

@@ -12,8 +12,10 @@ CUDA GPU when there is one, else PyTorch or NumPy on the CPU), and handed to uma
 Without a GPU above ``EXACT_CPU_MAX`` vectors (where NNDescent is faster than the exact
 product on a CPU), and for metrics other than ``EXACT_METRICS``, the graph is umap-learn's
 NNDescent, run here on every core (a seeded UMAP runs it on one). The layout is umap-learn's
-on a CPU; on a CUDA GPU, ``torch_layout`` runs the same optimisation there as batched tensor
-operations, after umap-learn has built the fuzzy graph and the spectral initialisation.
+on a CPU; on a CUDA GPU, ``torch_layout`` (``store.analysis.layout``) runs the same
+optimisation there as batched tensor operations, after umap-learn has built the fuzzy graph
+and the spectral initialisation. The exact graph is ``store.analysis.knn.exact_knn``; the
+table a map colours by is ``store.analysis.tables.point_table``.
 
 A projection is cached under ``<workspace>/cache/projections/<set id>/`` keyed by the set's
 version and the parameters: a revisit loads it, and any write to the set bumps the version,
@@ -41,12 +43,15 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ..errors import InvalidInput
 from ..records import FeatureSet
+from .knn import exact_knn, knn_device
+from .layout import torch_layout
+from .tables import TABLE_COLUMNS, map_frame, point_table  # noqa: F401  (callers import them from here too)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -193,7 +198,7 @@ def clear_projection_cache(ws: "Workspace", feature_set: FeatureSet | str | None
 
 
 # ---- progress -----------------------------------------------------------------------------------
-class _Progress:
+class Progress:
     """Maps (stage, fraction of the stage) onto one overall fraction that never goes back."""
 
     def __init__(self, callback: ProgressFn | None) -> None:
@@ -211,7 +216,7 @@ class _Progress:
 class _EpochStream(io.TextIOBase):
     """A file for umap's tqdm bar (``bar_format='{n}/{total}'``): turns epochs into progress."""
 
-    def __init__(self, report: _Progress) -> None:
+    def __init__(self, report: Progress) -> None:
         self.report = report
 
     def write(self, text: str) -> int:
@@ -258,7 +263,8 @@ def _enable_kernel_caching() -> None:
                 obj.enable_caching()
 
 
-def _import_umap(ws: "Workspace"):
+def import_umap(ws: "Workspace") -> Any:
+    """umap, imported with the workspace's numba cache configured and its kernels cacheable."""
     configure_numba_cache(ws)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns about optional extras (tensorflow) at import
@@ -278,11 +284,11 @@ def warm_numba_cache(ws: "Workspace", *, background: bool = True) -> threading.T
     def run() -> None:
         try:
             started = time.perf_counter()
-            _import_umap(ws)
+            import_umap(ws)
             rng = np.random.default_rng(0)
             values = (rng.normal(size=(4, 8)).repeat(50, axis=0) + rng.normal(scale=0.1, size=(200, 8))).astype(np.float32)
             for seed in (0, None):
-                _umap_coords(values, projection_params(seed=seed), _Progress(None), n_epochs=20)
+                umap_coords(values, projection_params(seed=seed), Progress(None), n_epochs=20)
             log.info("numba kernels ready in %.1f s", time.perf_counter() - started)
         except Exception:
             log.exception("warming umap's numba kernels failed; the first map will compile them")
@@ -297,98 +303,6 @@ def warm_numba_cache(ws: "Workspace", *, background: bool = True) -> threading.T
     return thread
 
 
-# ---- the kNN graph ----------------------------------------------------------------------------
-def _torch():
-    try:
-        import torch
-
-        return torch
-    except ImportError:
-        return None
-
-
-def knn_device() -> str:
-    """Where the exact kNN graph is built: 'cuda', 'cpu' (PyTorch) or 'numpy'."""
-    torch = _torch()
-    if torch is None:
-        return "numpy"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _block_rows(n: int, device: str) -> int:
-    """Rows per block, so that one block of distances stays near 128 MB (1 GB on a GPU)."""
-    budget = 2**28 if device == "cuda" else 2**25
-    return int(min(8192, max(64, budget // max(n, 1))))
-
-
-def exact_knn(
-    values: np.ndarray, k: int, *, device: str | None = None, progress: Callable[[float], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The exact k nearest neighbours (Euclidean) of every row among all rows, as umap wants
-    them: ``(indices int64 (n, k), distances float32 (n, k))``, ascending, each row itself
-    first at distance 0 (duplicates included). ``device``: 'cuda', 'cpu' or 'numpy'."""
-    device = device or knn_device()
-    n = len(values)
-    k = min(k, n)
-    # Centring keeps float32 products precise (distances do not change); the ranking key
-    # |y|^2 - 2x.y omits |x|^2, constant along a row.
-    data = np.ascontiguousarray(values - values.mean(axis=0, dtype=np.float64).astype(np.float32), dtype=np.float32)
-    block = _block_rows(n, device)
-    if device == "numpy":
-        indices = _knn_blocks_numpy(data, k, block, progress)
-    else:
-        indices = _knn_blocks_torch(data, k, block, device, progress)
-    return indices, _neighbour_distances(data, indices)
-
-
-def _knn_blocks_torch(data: np.ndarray, k: int, block: int, device: str, progress) -> np.ndarray:
-    torch = _torch()
-    with torch.inference_mode():
-        x = torch.from_numpy(data).to(device)
-        sq = (x * x).sum(dim=1)
-        out = torch.empty((len(data), k), dtype=torch.int64, device=device)
-        for start in range(0, len(data), block):
-            stop = min(start + block, len(data))
-            key = torch.addmm(sq[None, :], x[start:stop], x.T, alpha=-2.0)
-            rows = torch.arange(stop - start, device=device)
-            key[rows, rows + start] = -torch.inf  # itself first, even among exact duplicates
-            out[start:stop] = torch.topk(key, k, dim=1, largest=False, sorted=True).indices
-            if progress:
-                progress(stop / len(data))
-        return out.cpu().numpy()
-
-
-def _knn_blocks_numpy(data: np.ndarray, k: int, block: int, progress) -> np.ndarray:
-    sq = np.einsum("ij,ij->i", data, data)
-    out = np.empty((len(data), k), dtype=np.int64)
-    for start in range(0, len(data), block):
-        stop = min(start + block, len(data))
-        key = sq[None, :] - 2.0 * (data[start:stop] @ data.T)
-        rows = np.arange(stop - start)
-        key[rows, rows + start] = -np.inf
-        part = np.argpartition(key, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(key, part, axis=1), axis=1, kind="stable")
-        out[start:stop] = np.take_along_axis(part, order, axis=1)
-        if progress:
-            progress(stop / len(data))
-    return out
-
-
-def _neighbour_distances(data: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Distances measured directly (not from the product), re-sorted after the point itself."""
-    dists = np.empty(indices.shape, dtype=np.float32)
-    step = max(1, 2**24 // max(indices.shape[1] * data.shape[1], 1))  # ~64 MB of differences
-    for start in range(0, len(data), step):
-        rows = indices[start : start + step]
-        diff = data[rows] - data[start : start + len(rows), None, :]
-        dists[start : start + len(rows)] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-    order = np.argsort(dists[:, 1:], axis=1, kind="stable") + 1
-    indices[:, 1:] = np.take_along_axis(indices, order, axis=1)
-    dists[:, 1:] = np.take_along_axis(dists, order, axis=1)
-    dists[:, 0] = 0.0
-    return dists
-
-
 # ---- computing ------------------------------------------------------------------------------------
 def _prepare(values: np.ndarray, metric: str) -> np.ndarray:
     """Rows as the metric sees them: cosine compares directions, correlation centred directions."""
@@ -401,7 +315,8 @@ def _prepare(values: np.ndarray, metric: str) -> np.ndarray:
     return data
 
 
-def _pca(values: np.ndarray, dims: int) -> np.ndarray:
+def pca_coords(values: np.ndarray, dims: int) -> np.ndarray:
+    """The first ``dims`` principal components (columns of zeros where there are fewer)."""
     from sklearn.decomposition import PCA
 
     n, d = values.shape
@@ -413,8 +328,8 @@ def _pca(values: np.ndarray, dims: int) -> np.ndarray:
     return out
 
 
-def _umap_coords(
-    values: np.ndarray, params: dict, report: _Progress, n_epochs: int | None = None,
+def umap_coords(
+    values: np.ndarray, params: dict, report: Progress, n_epochs: int | None = None,
     layout_device: str | None = None,
 ) -> tuple[np.ndarray, dict]:
     """UMAP coordinates. ``layout_device``: None runs umap-learn's own layout (numba, CPU); a
@@ -429,7 +344,7 @@ def _umap_coords(
     details: dict[str, Any] = {"vectors": n, "size": d}
     if n > PCA_ABOVE and d > PCA_DIMS:
         report("pca", 0.0)
-        data = _pca(data, PCA_DIMS)
+        data = pca_coords(data, PCA_DIMS)
         details["pca_first"] = PCA_DIMS
         report("pca", 1.0)
     k = min(params["n_neighbors"], n - 1)
@@ -461,72 +376,7 @@ def _umap_coords(
     return np.ascontiguousarray(coords, dtype=np.float32), details
 
 
-def torch_layout(
-    graph, init: np.ndarray, min_dist: float, n_epochs: int, seed: int | None, *, device: str = "cuda",
-    progress: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """umap-learn's layout optimisation (``optimize_layout_euclidean`` with its defaults:
-    learning rate 1, repulsion 1, 5 negative samples, gradients clipped at 4, the same
-    per-edge sampling schedule), with every edge due in an epoch applied as one batch from the
-    epoch's starting positions instead of one after another. On a GPU that is a few kernels
-    per epoch; umap-learn's loop cannot use one, and is single-threaded when seeded. On a CPU
-    umap-learn's own loop is faster, so this runs only where a GPU is. Seeded, it repeats on
-    a CPU; on a GPU, atomic additions may change the last bits between runs."""
-    from umap.umap_ import find_ab_params, make_epochs_per_sample
-
-    torch = _torch()
-    a, b = (float(v) for v in find_ab_params(1.0, min_dist))
-    coo = graph.tocoo()
-    coo.sum_duplicates()
-    coo.data[coo.data < coo.data.max() / float(n_epochs)] = 0.0  # as umap-learn prunes rare edges
-    coo.eliminate_zeros()
-    dev = torch.device(device)
-    head = torch.from_numpy(coo.row.astype(np.int64)).to(dev)
-    tail = torch.from_numpy(coo.col.astype(np.int64)).to(dev)
-    every = torch.from_numpy(make_epochs_per_sample(coo.data, n_epochs)).to(dev)
-    every_negative = every / 5.0
-    next_sample, next_negative = every.clone(), every_negative.clone()
-    y = torch.from_numpy(np.ascontiguousarray(init, dtype=np.float32)).to(dev)
-    generator = torch.Generator(device=dev)
-    generator.manual_seed(seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
-    threads = torch.get_num_threads()
-    if dev.type == "cpu":  # per-epoch tensors are small: extra CPU threads only wait on each other
-        torch.set_num_threads(1)
-    try:
-        for epoch in range(n_epochs):
-            _layout_epoch(torch, y, head, tail, every, every_negative, next_sample, next_negative, epoch, n_epochs,
-                          a, b, generator)
-            if progress and (epoch % 10 == 9 or epoch == n_epochs - 1):
-                progress((epoch + 1) / n_epochs)
-    finally:
-        torch.set_num_threads(threads)
-    return y.cpu().numpy()
-
-
-def _layout_epoch(torch, y, head, tail, every, every_negative, next_sample, next_negative, epoch: int,
-                  n_epochs: int, a: float, b: float, generator) -> None:
-    """One epoch of ``torch_layout``, updating ``y`` and the sampling schedule in place."""
-    alpha = 1.0 - epoch / n_epochs
-    due = (next_sample <= epoch).nonzero().squeeze(1)
-    h, t = head[due], tail[due]
-    diff = y[h] - y[t]
-    d2 = (diff * diff).sum(1)
-    pull = -2.0 * a * b * d2.clamp_min(1e-12).pow(b - 1.0) / (a * d2.pow(b) + 1.0)
-    step = (torch.where(d2 > 0, pull, 0.0)[:, None] * diff).clamp(-4.0, 4.0) * alpha
-    delta = torch.zeros_like(y).index_add_(0, h, step).index_add_(0, t, -step)
-    next_sample[due] += every[due]
-    negatives = ((epoch - next_negative[due]) / every_negative[due]).floor().clamp_min(0).long()
-    next_negative[due] += negatives * every_negative[due]
-    h = h.repeat_interleave(negatives)
-    other = torch.randint(0, len(y), (len(h),), generator=generator, device=y.device)
-    diff = y[h] - y[other]
-    d2 = (diff * diff).sum(1)
-    push = 2.0 * b / ((0.001 + d2) * (a * d2.pow(b) + 1.0))
-    step = (torch.where(d2 > 0, push, 0.0)[:, None] * diff).clamp(-4.0, 4.0) * alpha
-    y += delta.index_add_(0, h, step)
-
-
-def _neighbour_graph(data: np.ndarray, k: int, metric: str, seed: int | None, report: _Progress) -> tuple[tuple, str]:
+def _neighbour_graph(data: np.ndarray, k: int, metric: str, seed: int | None, report: Progress) -> tuple[tuple, str]:
     """umap's ``precomputed_knn`` triple (all None: umap-learn builds it) and how it was built."""
     device = knn_device()
     if metric in EXACT_METRICS and (device == "cuda" or len(data) <= EXACT_CPU_MAX):
@@ -552,6 +402,15 @@ def _nndescent(data: np.ndarray, k: int, metric: str, seed: int | None) -> tuple
     return indices, dists, None
 
 
+def project_values(values: np.ndarray, params: dict, report: Progress) -> tuple[np.ndarray, dict]:
+    """The pipeline on an array (``values`` (n, d), ``params`` from ``projection_params``):
+    ``(coords, details)``. For UMAP, ``import_umap`` first to use a workspace's numba cache."""
+    if params["method"] == "pca":
+        report("pca", 0.0)
+        return pca_coords(values, params["dims"]), {"vectors": len(values), "size": int(values.shape[1])}
+    return umap_coords(values, params, report)
+
+
 def _key_lock(path: Path) -> threading.Lock:
     with _KEY_LOCKS_GUARD:
         return _KEY_LOCKS.setdefault(str(path), threading.Lock())
@@ -571,14 +430,14 @@ def project(
     gets a stage name (keys of ``STAGE_LABELS``) and the overall fraction done, 0 to 1.
     """
     params = projection_params(method, dims, n_neighbors, min_dist, metric, seed)
-    report = _Progress(progress)
+    report = Progress(progress)
     fs = ws.feature_sets.resolve(feature_set)
     hit = _load(_cache_path(ws, fs.id, fs.version, params), fs.id, fs.version)
     if hit is not None:
         report("cached", 1.0)
         return hit
     if method == "umap":
-        _import_umap(ws)  # before anything below could pull numba in
+        import_umap(ws)  # before anything below could pull numba in
     report("load", 0.0)
     matrix = ws.matrix(fs)  # vectors and the version they were read at
     path = _cache_path(ws, fs.id, matrix.version, params)
@@ -591,149 +450,10 @@ def project(
             raise InvalidInput(f"feature set {fs.name!r} holds no vectors yet; add features, then project it")
         report("load", 1.0)
         started = time.perf_counter()
-        if method == "pca":
-            report("pca", 0.0)
-            coords, details = _pca(matrix.values, dims), {"vectors": len(matrix), "size": matrix.dim}
-        else:
-            coords, details = _umap_coords(matrix.values, params, report)
+        coords, details = project_values(matrix.values, params, report)
         details["seconds"] = round(time.perf_counter() - started, 3)
         proj = Projection(fs.id, matrix.version, matrix.entity_ids.copy(), coords, params, details)
         report("save", 0.0)
         _save(path, proj)
     report("done", 1.0)
     return proj
-
-
-# ---- the table a map colours by ----------------------------------------------------------------
-def _chunks(ids: Sequence[str], size: int = 900) -> Iterable[list[str]]:
-    for start in range(0, len(ids), size):
-        yield list(ids[start : start + size])
-
-
-def _annotation_rows(ws: "Workspace", annotation_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """annotation id -> (item id, label)."""
-    found: dict[str, tuple[str, str]] = {}
-    for chunk in _chunks(annotation_ids):
-        marks = ",".join("?" * len(chunk))
-        for row in ws.catalog.all(f"SELECT id, item_id, label FROM annotations WHERE id IN ({marks})", chunk):
-            found[row[0]] = (row[1], row[2])
-    return found
-
-
-def _most_common_labels(ws: "Workspace", item_ids: Sequence[str]) -> dict[str, str]:
-    """item id -> its most common annotation label (ties: alphabetical first)."""
-    best: dict[str, tuple[int, str]] = {}
-    for chunk in _chunks(item_ids):
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT item_id, label, COUNT(*) FROM annotations WHERE item_id IN ({marks}) GROUP BY item_id, label"
-        for item_id, label, count in ws.catalog.all(sql, chunk):
-            current = best.get(item_id)
-            if current is None or (-count, label) < (-current[0], current[1]):
-                best[item_id] = (count, label)
-    return {item_id: label for item_id, (_, label) in best.items()}
-
-
-def _item_rows(ws: "Workspace", item_ids: Sequence[str]) -> dict[str, tuple]:
-    """item id -> (name, dir, kind, hidden, dataset id, metadata JSON), as plain rows: a map
-    can have 100k points, where building Item records and 100+ IN queries took seconds. Many
-    ids are read in one pass over the items table instead."""
-    columns = "id, name, dir, kind, hidden, dataset_id, metadata"
-    if len(item_ids) <= 5_000:
-        rows = []
-        for chunk in _chunks(item_ids):
-            rows += ws.catalog.all(f"SELECT {columns} FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-        return {r[0]: tuple(r[1:]) for r in rows}
-    wanted = set(item_ids)
-    with ws.catalog.lock:
-        cursor = ws.catalog.conn.execute(f"SELECT {columns} FROM items")
-        return {r[0]: tuple(r[1:]) for r in cursor if r[0] in wanted}
-
-
-TABLE_COLUMNS = ("entity_id", "item_id", "name", "filename", "dataset", "dir", "kind", "hidden", "label")
-
-
-def _metadata_column(field_path: str) -> str:
-    """A metadata field's column: its name as given, unless a built-in column has that name."""
-    taken = field_path in TABLE_COLUMNS or field_path in ("x", "y", "z", "distance")
-    return f"metadata.{field_path}" if taken else field_path
-
-
-def _metadata_value(metadata: dict, field_path: str) -> Any:
-    """``user.split`` (or ``metadata.user.split``) inside an item's metadata; None when absent."""
-    value: Any = metadata
-    parts = field_path.split(".")
-    if parts[0] == "metadata":
-        parts = parts[1:]
-    for part in parts:
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def point_table(
-    ws: "Workspace", feature_set: FeatureSet | str, entity_ids: Sequence[str],
-    metadata_fields: Sequence[str] = (), distances: Mapping[str, float] | None = None,
-) -> "pd.DataFrame":
-    """What a map colours and labels its points by: one row per entity id, in the given order
-    (so row i matches ``projection.coords[i]``), with columns ``entity_id, item_id, name,
-    filename, dataset, dir, kind, hidden, label``, one column per metadata field (dotted path
-    such as ``user.split``, named as given, or ``metadata.<field>`` where that name is taken),
-    and ``distance`` when ``distances`` (entity id ->
-    distance, e.g. the last search's) is given, NaN for the others.
-
-    ``label`` is an item's most common annotation label (None without annotations); for an
-    annotation set, the annotation's own label. Entities deleted since the projection keep
-    their row with empty fields."""
-    import pandas as pd
-
-    fs = ws.feature_sets.resolve(feature_set)
-    ids = [str(e) for e in entity_ids]
-    if fs.entity_type == "annotation":
-        annotations = _annotation_rows(ws, ids)
-        item_of = {eid: annotations[eid][0] for eid in ids if eid in annotations}
-        label_of = {eid: annotations[eid][1] for eid in ids if eid in annotations}
-    else:
-        item_of = {eid: eid for eid in ids}
-        label_of = _most_common_labels(ws, ids)
-    items = _item_rows(ws, list(dict.fromkeys(item_of.values())))
-    dataset_names = {d.id: d.name for d in ws.datasets.list()}
-    columns: dict[str, list] = {name: [] for name in TABLE_COLUMNS}
-    fields = list(dict.fromkeys(metadata_fields))
-    extra: dict[str, list] = {_metadata_column(f): [] for f in fields}
-    for eid in ids:
-        item_id = item_of.get(eid)
-        row = items.get(item_id)
-        columns["entity_id"].append(eid)
-        if row is None:
-            for name in TABLE_COLUMNS[1:]:
-                columns[name].append(label_of.get(eid) if name == "label" else None)
-            for values in extra.values():
-                values.append(None)
-            continue
-        name, folder, kind, hidden, dataset_id, metadata = row
-        columns["item_id"].append(item_id)
-        columns["name"].append(name)
-        columns["filename"].append(f"{folder}{name}" if folder.endswith("/") else f"{folder}/{name}")
-        columns["dataset"].append(dataset_names.get(dataset_id))
-        columns["dir"].append(folder)
-        columns["kind"].append(kind)
-        columns["hidden"].append(bool(hidden))
-        columns["label"].append(label_of.get(eid))
-        if fields:
-            meta = json.loads(metadata)
-            for field_path, values in zip(fields, extra.values()):
-                values.append(_metadata_value(meta, field_path))
-    table = pd.DataFrame({**columns, **extra})
-    if distances is not None:
-        table["distance"] = np.array([distances.get(eid, np.nan) for eid in ids], dtype=np.float64)
-    return table
-
-
-def map_frame(
-    ws: "Workspace", projection: Projection, metadata_fields: Sequence[str] = (),
-    distances: Mapping[str, float] | None = None,
-) -> "pd.DataFrame":
-    """A map ready to draw: ``entity_id, x, y`` (``z``) followed by ``point_table``'s columns."""
-    table = point_table(ws, projection.feature_set_id, projection.entity_ids, metadata_fields, distances)
-    return projection.to_frame().join(table.drop(columns="entity_id"))

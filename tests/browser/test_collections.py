@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.ui import choose, click, fill, goto, lasso, shot, table_cells_when, widget
-from tests.store.test_chroma_source import _state
+from tests.store.test_chroma_source import folder_state
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +31,7 @@ def make_chroma(folder) -> list[str]:
 def test_open_search_map_and_import_a_chroma_folder(page, server, tmp_path):
     folder = tmp_path / "their-chroma"
     make_chroma(folder)
-    before = _state(folder)
+    before = folder_state(folder)
     goto(page, server["url"], "collections", "Chroma collections")
     fill(page, "collections:location", str(folder))
     expect(page.get_by_text("24 records · dimension 6").first).to_be_visible(timeout=30_000)
@@ -55,4 +55,4 @@ def test_open_search_map_and_import_a_chroma_folder(page, server, tmp_path):
     expect(page.get_by_text("imported 24 vectors into notes-chroma, 24 new items in from-their-chroma")).to_be_visible(
         timeout=60_000)
     shot(page, "collections-imported")
-    assert _state(folder) == before
+    assert folder_state(folder) == before

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.pages.helpers import charts, ok, texts, wait_for_job, plotly_values
-from tests.store.test_chroma_source import DOCS, _brute, _docs_data, _state
+from tests.store.test_chroma_source import DOCS, brute_force, docs_data, folder_state
 
 PAGE = "app_pages/collections.py"
 
@@ -19,7 +19,7 @@ def their_chroma(tmp_path):
 
     folder = tmp_path / "their-chroma"
     client = chromadb.PersistentClient(path=str(folder), settings=Settings(anonymized_telemetry=False))
-    ids, values, docs, metas = _docs_data()
+    ids, values, docs, metas = docs_data()
     client.create_collection("docs", metadata={"owner": "tests"}, embedding_function=None).add(
         ids=ids, embeddings=values, documents=docs, metadatas=metas)
     client.create_collection("empty", embedding_function=None)
@@ -44,7 +44,7 @@ def test_empty_location_explains(open_page):
 
 
 def test_list_search_map_and_import(open_page, app_ws, their_chroma):
-    before = _state(their_chroma)
+    before = folder_state(their_chroma)
     at = ok(open_page(PAGE))
     at.text_input(key="collections:location").input(str(their_chroma)).run()
     ok(at)
@@ -53,17 +53,17 @@ def test_list_search_map_and_import(open_page, app_ws, their_chroma):
     assert json.loads(listed["metadata"][0]) == {"owner": "tests"}
     assert at.selectbox(key="collections:collection").value == "docs"
     records = _frame(at, "collections:records")
-    ids, values, docs, _ = _docs_data()
+    ids, values, docs, _ = docs_data()
     assert sorted(records["id"]) == ids and set(records["document"]) == set(docs) and "topic" in records
 
     at.text_input(key="collections:query").input("doc-07").run()
     hits = _frame(ok(at), "collections:results")
-    order, d = _brute(values, values[7], 10)
+    order, d = brute_force(values, values[7], 10)
     assert hits["id"].tolist() == [ids[i] for i in order] and np.allclose(hits["distance"], [d[i] for i in order])
     at.checkbox(key="collections:limit").check().run()
     at.number_input(key="collections:maxd").set_value(3.0).run()
     hits = _frame(ok(at), "collections:results")
-    assert hits["id"].tolist() == [ids[i] for i in _brute(values, values[7], 10, 3.0)[0]]
+    assert hits["id"].tolist() == [ids[i] for i in brute_force(values, values[7], 10, 3.0)[0]]
 
     at.slider(key="collections:dup-threshold:docs").set_value(0.01).run()
     groups = _frame(ok(at), "collections:duplicates")
@@ -90,4 +90,4 @@ def test_list_search_map_and_import(open_page, app_ws, their_chroma):
 
     at.selectbox(key="collections:collection").select("empty").run()
     assert "holds no records" in texts(ok(at))
-    assert _state(their_chroma) == before
+    assert folder_state(their_chroma) == before

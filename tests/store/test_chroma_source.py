@@ -17,7 +17,7 @@ from store.search.filters import Filters
 DOCS = 30
 
 
-def _docs_data():
+def docs_data():
     rng = np.random.default_rng(7)
     values = rng.normal(size=(DOCS, 8)).astype(np.float32)
     values[5] = values[4]  # an exact duplicate
@@ -34,7 +34,7 @@ def _bare_data():
 
 
 def _fill(client):
-    ids, values, docs, metas = _docs_data()
+    ids, values, docs, metas = docs_data()
     docs_col = client.create_collection("docs", metadata={"owner": "tests"}, embedding_function=None)
     docs_col.add(ids=ids, embeddings=values, documents=docs, metadatas=metas)
     bare_ids, bare = _bare_data()
@@ -72,7 +72,7 @@ def their_server(chroma_server):
     return f"{chroma_server}/?database={database}"
 
 
-def _state(folder):
+def folder_state(folder):
     """Every file under the folder: its bytes' hash, size and modification time."""
     out = {}
     for root, _, files in os.walk(folder):
@@ -84,7 +84,7 @@ def _state(folder):
     return out
 
 
-def _brute(values, query, k=None, max_distance=None):
+def brute_force(values, query, k=None, max_distance=None):
     d = np.sqrt(((values.astype(np.float64) - query.astype(np.float64)) ** 2).sum(axis=1))
     order = sorted(range(len(d)), key=lambda i: (d[i], i))
     if max_distance is not None:
@@ -93,7 +93,7 @@ def _brute(values, query, k=None, max_distance=None):
 
 
 def test_folder_is_never_written(chroma_folder):
-    before = _state(chroma_folder)
+    before = folder_state(chroma_folder)
     signature = source_signature(chroma_folder)
     with open_source(chroma_folder) as source:
         snapshot = source.snapshot
@@ -104,7 +104,7 @@ def test_folder_is_never_written(chroma_folder):
                 col.search(col.ids[0], k=3)
                 col.project(method="pca")
     assert not snapshot.exists()  # the private copy went with close()
-    assert _state(chroma_folder) == before
+    assert folder_state(chroma_folder) == before
     assert source_signature(chroma_folder) == signature
 
 
@@ -125,7 +125,7 @@ def test_lists_and_loads_a_folder_bit_for_bit(chroma_folder):
     assert infos["docs"].metadata == {"owner": "tests"}
     assert progress[-1] == (DOCS, DOCS) and len(progress) == 5  # pages of 7
 
-    ids, values, texts, metas = _docs_data()
+    ids, values, texts, metas = docs_data()
     row = {rid: i for i, rid in enumerate(ids)}
     assert sorted(docs.ids) == ids and docs.values.dtype == np.float32
     for i, rid in enumerate(docs.ids):
@@ -150,7 +150,7 @@ def test_exact_search_equals_brute_force(chroma_folder):
         vec = col.values[col.row(query)] if isinstance(query, str) else query.astype(np.float32)
         for k, max_distance in [(5, None), (None, 3.0), (4, 2.5), (DOCS, None)]:
             hits = col.search(query if isinstance(query, str) else query.tolist(), k=k, max_distance=max_distance)
-            order, d = _brute(col.values, vec, k, max_distance)
+            order, d = brute_force(col.values, vec, k, max_distance)
             assert [h.id for h in hits] == [col.ids[i] for i in order]
             assert [h.distance for h in hits] == [d[i] for i in order]
     first = col.search("doc-04", k=2)
@@ -169,13 +169,13 @@ def test_exact_search_equals_brute_force(chroma_folder):
 
 
 def test_map_reuses_the_projection_pipeline(chroma_folder):
-    from store.analysis.projection import _pca
+    from store.analysis.projection import pca_coords
 
     with open_source(chroma_folder) as source:
         col = source.load("docs")
     stages = []
     coords = col.project(method="pca", dims=3, progress=lambda s, f: stages.append(s))
-    assert coords.shape == (DOCS, 3) and np.array_equal(coords, _pca(col.values, 3))
+    assert coords.shape == (DOCS, 3) and np.array_equal(coords, pca_coords(col.values, 3))
     assert stages[-1] == "done" and col.project(method="pca", dims=3) is coords  # kept per parameters
     frame = col.map_frame(col.project(method="pca"))
     assert list(frame.columns[:5]) == ["entity_id", "x", "y", "name", "document"]
@@ -272,9 +272,9 @@ def test_a_server_read_only(their_server):
         assert [(i.name, i.count, i.dimension) for i in infos] == [("bare", 12, 5), ("docs", DOCS, 8), ("empty", 0, None)]
         col = source.load("docs", page_size=8)
         assert [i.count for i in source.collections()] == [12, DOCS, 0]
-    ids, values, _, _ = _docs_data()
+    ids, values, _, _ = docs_data()
     assert sorted(col.ids) == ids
-    order, d = _brute(col.values, values[3], 5)
+    order, d = brute_force(col.values, values[3], 5)
     assert [h.id for h in col.search("doc-03", k=5)] == [col.ids[i] for i in order]
 
 
@@ -292,7 +292,7 @@ def test_opening_refusals(tmp_path):
 
 
 def test_cli_lists_searches_and_imports(run_cli, chroma_folder, tmp_path):
-    before = _state(chroma_folder)
+    before = folder_state(chroma_folder)
     listed = run_cli("collections", "--path", str(chroma_folder)).stdout.splitlines()
     assert [ln.split()[0] for ln in listed] == ["bare", "docs", "empty"]
     assert "count=30  dimension=8" in listed[1] and '"owner": "tests"' in listed[1]
@@ -301,19 +301,19 @@ def test_cli_lists_searches_and_imports(run_cli, chroma_folder, tmp_path):
 
     hits = [json.loads(ln) for ln in run_cli("collection-search", "--path", str(chroma_folder), "--collection", "docs",
                                              "--id", "doc-04", "--k", "3").stdout.splitlines()]
-    ids, values, _, _ = _docs_data()
-    order, d = _brute(values, values[4], 3)
+    ids, values, _, _ = docs_data()
+    order, d = brute_force(values, values[4], 3)
     assert [h["id"] for h in hits] == [ids[i] for i in order] and [h["distance"] for h in hits] == [d[i] for i in order]
     assert hits[0]["metadata"]["n"] in (4, 5) and hits[0]["document"].startswith("document number")
     vector = json.dumps(values[0].tolist())
     within = run_cli("collection-search", "--path", str(chroma_folder), "-c", "docs", "--vector", vector,
                      "--k", "30", "--max-distance", "3.5").stdout.splitlines()
-    assert len(within) == len(_brute(values, values[0], None, 3.5)[0])
+    assert len(within) == len(brute_force(values, values[0], None, 3.5)[0])
 
     out = run_cli("collection-import", "--path", str(chroma_folder), "--collection", "docs", "--dataset", "c",
                   "--feature-set", "c-vec").stdout
     assert "imported 30 vectors into c-vec, 30 new items in c" in out
-    assert _state(chroma_folder) == before
+    assert folder_state(chroma_folder) == before
 
     groups = [json.loads(ln) for ln in run_cli("collection-duplicates", "--path", str(chroma_folder), "-c", "docs",
                                                "--max-distance", "0.01").stdout.splitlines()]

@@ -11,6 +11,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 import store.analysis.duplicates as cu
+from store.analysis import knn
 from store import InvalidInput, NotFound
 from tests.conftest import png_bytes
 
@@ -70,7 +71,7 @@ def blocks(request, monkeypatch):
     """Default settings, and tiny blocks / chunks / merge batches so that small cases cross
     every block boundary and take the dense path that merges components as it goes."""
     if request.param == "tiny-blocks":
-        monkeypatch.setattr(cu, "_block_rows", lambda n, device: 7)
+        monkeypatch.setattr(knn, "block_rows", lambda n, device: 7)
         monkeypatch.setattr(cu, "CHUNK_ELEMENTS", 40)
         monkeypatch.setattr(cu, "MERGE_EDGES", 5)
     return request.param

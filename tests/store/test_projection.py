@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from store import InvalidInput, Workspace
+from store.analysis import knn
 from store.analysis import projection as proj
 from tests.conftest import ROOT, png_bytes
 
@@ -49,7 +50,7 @@ def test_umap_keeps_clusters_apart_in_2d_and_3d(ws_embedded):
         p = proj.project(ws_embedded, fs, dims=dims)
         assert p.coords.shape == (150, dims) and p.coords.dtype == np.float32 and np.isfinite(p.coords).all()
         assert sorted(p.entity_ids) == sorted(ids) and not p.from_cache
-        assert p.details["knn"] == f"exact ({proj.knn_device()})"
+        assert p.details["knn"] == f"exact ({knn.knn_device()})"
         # rows line up with entity ids: a shuffled pairing would score about 1/3
         assert agreement_of_nearest(p.coords, np.array([label_of[e] for e in p.entity_ids])) > 0.95
     frame = p.to_frame()
@@ -146,23 +147,23 @@ def test_progress_goes_through_the_stages_to_one(ws_embedded, monkeypatch):
 def test_gpu_layout_run_on_the_cpu_repeats_and_keeps_clusters_apart(ws_embedded):
     """``torch_layout`` is what a CUDA machine runs after umap-learn's graph and init; the same
     code on the CPU must give the same map for a seed and a map as good as umap-learn's."""
-    proj._import_umap(ws_embedded)
+    proj.import_umap(ws_embedded)
     values, labels = clusters(50, k=4, seed=6)
-    run = lambda seed: proj._umap_coords(values, proj.projection_params(seed=seed), proj._Progress(None), layout_device="cpu")
+    run = lambda seed: proj.umap_coords(values, proj.projection_params(seed=seed), proj.Progress(None), layout_device="cpu")
     first, details = run(5)
     assert details["layout"].startswith("torch (cpu)") and first.shape == (200, 2) and np.isfinite(first).all()
     assert np.array_equal(first, run(5)[0]) and not np.allclose(first, run(6)[0], atol=1e-3)
     assert agreement_of_nearest(first, labels) > 0.95
 
 
-@pytest.mark.parametrize("device", sorted({"numpy", proj.knn_device()}))
+@pytest.mark.parametrize("device", sorted({"numpy", knn.knn_device()}))
 def test_exact_knn_matches_brute_force_with_itself_first(device):
     from sklearn.neighbors import NearestNeighbors
 
     rng = np.random.default_rng(2)
     values = rng.normal(size=(300, 20)).astype(np.float32) + 50  # far from the origin
     values[10] = values[11]  # an exact duplicate must still list itself first
-    indices, dists = proj.exact_knn(values, 8, device=device)
+    indices, dists = knn.exact_knn(values, 8, device=device)
     assert indices.shape == dists.shape == (300, 8)
     assert (indices[:, 0] == np.arange(300)).all() and (dists[:, 0] == 0).all()
     assert indices[10, 1] == 11 and dists[10, 1] == 0
