@@ -19,3 +19,7 @@ class FilterError(InvalidInput):
 
 class WorkspaceBusy(FeaturelabError):
     """Another process holds the workspace's write lock."""
+
+
+class ModelUnavailable(FeaturelabError):
+    """A model's weights could not be found or loaded; the message names the ways out."""

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import command
+from .registry import command
 from ..errors import InvalidInput
 
 
@@ -40,10 +40,10 @@ def _read_vocabulary(path: str) -> list[str]:
 
 def _names_of(ws, entity_type: str, entity_ids: list[str]) -> dict[str, str]:
     """entity id -> the file name of its item (an annotation's: its item's, with its label)."""
-    from ..analysis.projection import _annotation_rows
+    from ..analysis.tables import annotation_rows
 
     if entity_type == "annotation":
-        rows = _annotation_rows(ws, entity_ids)
+        rows = annotation_rows(ws, entity_ids)
         items = ws.items_by_ids(list({r[0] for r in rows.values()}))
         return {e: f"{items[r[0]].filename}[{r[1]}]" for e, r in rows.items() if r[0] in items}
     return {e: item.filename for e, item in ws.items_by_ids(entity_ids).items()}

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import _bar, _load_json_arg, _load_vector, command
+from .registry import command, load_json_arg, load_vector, progress_bar
 from ..errors import InvalidInput
 
 
@@ -28,7 +28,7 @@ def _load(args):
     from ..io.chroma_source import open_source
 
     with open_source(_location(args)) as source:
-        return source.load(args.collection, progress=_bar("load"))
+        return source.load(args.collection, progress=progress_bar("load"))
 
 
 def _collections_args(p: argparse.ArgumentParser) -> None:
@@ -69,7 +69,7 @@ def collection_search(ws, args) -> None:
     """Exact nearest neighbours in a Chroma collection (true Euclidean distance), from a
     record's id or a vector; one JSON line per result with its document and metadata."""
     col = _load(args)
-    hits = col.search(args.id if args.id is not None else _load_vector(args.vector), k=args.k,
+    hits = col.search(args.id if args.id is not None else load_vector(args.vector), k=args.k,
                       max_distance=args.max_distance)
     for hit in hits:
         print(json.dumps(hit.to_json(), default=str))
@@ -116,7 +116,7 @@ def collection_import(ws, args) -> None:
     from ..io.chroma_source import import_collection
 
     col = _load(args)
-    result = import_collection(ws, col, args.dataset, args.feature_set, dir=args.dir, progress=_bar("import"))
+    result = import_collection(ws, col, args.dataset, args.feature_set, dir=args.dir, progress=progress_bar("import"))
     print(result.summary())
 
 
@@ -139,7 +139,7 @@ def _ids(text: str) -> list[str]:
             raise InvalidInput(f"cannot read {text[1:]}: {exc}") from exc
         return [ln.strip() for ln in lines if ln.strip()]
     if text.strip().startswith("["):
-        ids = _load_json_arg(text)
+        ids = load_json_arg(text)
         if not isinstance(ids, list):
             raise InvalidInput("--items as JSON must be a list of ids")
         return [str(i) for i in ids]
@@ -164,5 +164,5 @@ def save_selection(ws, args) -> None:
             print(f"renamed {old} -> {new}", file=sys.stderr)
     if args.export:
         path = export_selection(ws, ids, args.export, name=args.dataset or "selection",
-                                include_feature_vectors=not args.no_vectors, progress=_bar("export"))
+                                include_feature_vectors=not args.no_vectors, progress=progress_bar("export"))
         print(f"exported the selection to {path}")

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from . import command
+from .registry import command
 from ..errors import InvalidInput
 
 

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Iterator
 
-from . import _bar, command
+from .registry import command, progress_bar
 from ..errors import InvalidInput, NotFound
 
 
@@ -36,8 +36,7 @@ def _embed_arguments(p: argparse.ArgumentParser) -> None:
 def embed(ws, args) -> None:
     """Embed a dataset's items (or their boxes) into a feature set: batched, resumable (a
     rerun does only what is missing), Ctrl-C stops after the current batch."""
-    from ..embedders.registry import parse_spec
-    from ..embedders.job import create_feature_set, default_model, embed_dataset, resolve_dataset
+    from ..embedders import create_feature_set, default_model, embed_dataset, parse_spec, resolve_dataset
 
     ds = resolve_dataset(ws, args.dataset)
     model = parse_spec(args.model, weights=args.weights) if args.model else None
@@ -56,7 +55,7 @@ def embed(ws, args) -> None:
 
     def progress(done: int, total: int, rate: float) -> None:
         nonlocal bar
-        bar = bar or _bar("embed")  # made on the first batch: no empty bar before an error
+        bar = bar or progress_bar("embed")  # made on the first batch: no empty bar before an error
         bar(done, total)
 
     with _stop_on_ctrl_c() as stop:
@@ -126,14 +125,16 @@ def import_vectors(ws, args) -> None:
 
 
 def _models_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["open_clip", "sentence_transformers"], help="list only this backend")
+    from ..embedders import BACKENDS
+
+    p.add_argument("--backend", choices=sorted(BACKENDS), help="list only this backend")
     p.add_argument("--contains", help="list only names containing this text (case-insensitive)")
 
 
 @command(arguments=_models_arguments)
 def models(ws, args) -> None:
     """List the models embed can run, with the size of their vectors."""
-    from ..embedders.registry import list_models
+    from ..embedders import list_models
 
     for m in list_models():
         if args.backend and m.backend != args.backend:

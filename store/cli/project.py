@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import command
+from .registry import command
 from ..errors import InvalidInput
 
 

@@ -1,13 +1,24 @@
 """Models that turn items into vectors: open_clip (images and text), sentence-transformers
-(text), and the registry that names and loads them. Importing this package is cheap; torch
-and the model libraries load on first use."""
-from .registry import (
-    DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, ModelInfo, ModelSpec, ModelUnavailable, default_text_model,
-    list_models, load_embedder, model_size, packaged_minilm_path, parse_spec,
-)
+(text), the backend table that names them (``spec``), loading them once per process
+(``registry``) and the embedding job (``job``). Pages and scripts import from here.
+Importing this package is cheap: torch and the model libraries load on first use."""
+from ..devices import resolve_device
+from ..errors import ModelUnavailable
 from .base import Embedder
+from .job import (
+    EmbedReport, check_size, create_feature_set, default_model, embed_dataset, model_for_set, query_vector,
+    resolve_dataset,
+)
+from .registry import load_embedder, loaded_embedders, model_size
+from .spec import (
+    BACKENDS, DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_TEXT_SIZE, OPEN_CLIP, SENTENCE, Backend, ModelInfo,
+    ModelSpec, backend_named, default_text_model, list_models, packaged_minilm_path, parse_spec,
+)
 
 __all__ = [
-    "DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "Embedder", "ModelInfo", "ModelSpec", "ModelUnavailable",
-    "default_text_model", "list_models", "load_embedder", "model_size", "packaged_minilm_path", "parse_spec",
+    "BACKENDS", "DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "DEFAULT_TEXT_SIZE", "OPEN_CLIP", "SENTENCE", "Backend",
+    "EmbedReport", "Embedder", "ModelInfo", "ModelSpec", "ModelUnavailable", "backend_named", "check_size",
+    "create_feature_set", "default_model", "default_text_model", "embed_dataset", "list_models", "load_embedder",
+    "loaded_embedders", "model_for_set", "model_size", "packaged_minilm_path", "parse_spec", "query_vector",
+    "resolve_dataset", "resolve_device",
 ]

@@ -1,4 +1,4 @@
-"""What every embedder offers the pipeline and the search box."""
+"""What every embedder offers the embedding job (``job``) and the search box."""
 from __future__ import annotations
 
 import threading
@@ -13,7 +13,7 @@ from .images import Box, ImageSource
 if TYPE_CHECKING:
     import torch
 
-    from .registry import ModelSpec
+    from .spec import ModelSpec
 
 
 class Embedder:

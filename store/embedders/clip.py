@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, ModelUnavailable
 from . import devices
 from .base import Embedder
 from .fastprep import FastPreprocess
 from .images import Box, ImageSource, crop_box, crop_pixels, decode_pixels, open_rgb
 
 if TYPE_CHECKING:
-    from .registry import ModelSpec
+    from .spec import ModelSpec
 
 
 class OpenClipEmbedder(Embedder):
@@ -67,8 +67,6 @@ class OpenClipEmbedder(Embedder):
         # Loaded on first use: some tokenizers come from the Hugging Face hub, and an
         # image-only job must not need them.
         if self._tokenizer is None:
-            from .registry import ModelUnavailable
-
             try:
                 self._tokenizer = self._tokenizer_factory()
             except Exception as exc:  # a hub tokenizer that is neither cached nor reachable

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 import numpy as np
 
 from . import devices
-from .registry import (
-    DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_TEXT_SIZE, OPEN_CLIP, ModelSpec, load_embedder, model_size, parse_spec,
+from .registry import load_embedder, model_size
+from .spec import (
+    DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_TEXT_SIZE, ModelSpec, parse_spec,
 )
 from ..errors import FeaturelabError, InvalidInput
 from ..records import Dataset, FeatureSet
@@ -160,7 +161,7 @@ def embed_dataset(
     ds = resolve_dataset(ws, dataset)
     fs = _current_set(ws, feature_set)
     spec = model_for_set(fs, model, default=default_model(ws, ds, fs.entity_type, fs.size))
-    if spec.backend == OPEN_CLIP:  # known from the config: refuse before loading any weights
+    if spec.size_from_config:  # known without weights: refuse before loading any
         check_size(fs, spec, model_size(spec))
     embedder = load_embedder(spec, device)
     check_size(fs, spec, embedder.size)

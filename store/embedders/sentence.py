@@ -10,7 +10,7 @@ from . import devices
 from .base import Embedder
 
 if TYPE_CHECKING:
-    from .registry import ModelSpec
+    from .spec import ModelSpec
 
 
 class SentenceEmbedder(Embedder):

@@ -11,6 +11,8 @@ CLIP when its weights are already on this machine. Loading again adds nothing tw
 embeds only what is missing.
 
     python -m store sample            # or the app's Home page: "Load sample data"
+
+(The ``sample`` command itself lives in ``store.cli.sample``.)
 """
 from __future__ import annotations
 
@@ -157,7 +159,7 @@ def clip_weights_at_hand(model: str = CLIP_MODEL) -> bool:
 
 
 def _model_dict(model: Any, size: int) -> dict:
-    from ..embedders.registry import parse_spec
+    from ..embedders import parse_spec
 
     return parse_spec(model).to_dict(size)
 
@@ -256,7 +258,7 @@ def load_sample(
     tick(1, "digit vectors")
 
     if text and not cancelled():
-        from ..embedders.registry import load_embedder
+        from ..embedders import load_embedder
 
         embedder = load_embedder(TEXT_MODEL, device=device)
         fs = _get_or_create_set(ws, TEXT_SET, embedder.size, _model_dict(TEXT_MODEL, embedder.size), "embeddings")
@@ -266,7 +268,7 @@ def load_sample(
         report.feature_sets[fs.name] = fs.count()
 
     if clip and not cancelled():
-        from ..embedders.registry import load_embedder
+        from ..embedders import load_embedder
 
         try:
             embedder = load_embedder(clip, device=device)
@@ -297,30 +299,3 @@ def _finish(report: SampleReport, started: float) -> SampleReport:
     report.seconds = time.monotonic() - started
     return report
 
-
-# ---- command line: `python -m store sample` -----------------------------------------------
-def _arguments(parser) -> None:
-    parser.add_argument("--name", default=DATASET, help=f"dataset to fill (default {DATASET})")
-    parser.add_argument("--digits-per-class", type=int, default=40)
-    parser.add_argument("--no-text", action="store_true", help="skip embedding the help topics")
-    parser.add_argument("--clip", default="auto",
-                        help="CLIP model for the photos; 'auto' (default) only when its weights are here, 'none' to skip")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N (default: a GPU when there is one)")
-
-
-def _register() -> None:
-    from ..cli import _bar, command
-
-    @command(arguments=_arguments)
-    def sample(ws, args) -> None:
-        """Fill a demo dataset from data shipped with installed packages (offline)."""
-        bar = _bar("sample")
-        report = load_sample(
-            ws, name=args.name, digits_per_class=args.digits_per_class, text=not args.no_text,
-            clip=None if args.clip == "none" else args.clip, device=args.device,
-            progress=lambda done, total, note=None: bar(done, total),
-        )
-        print(report.summary().replace("**", ""))
-
-
-_register()

@@ -1,5 +1,12 @@
-"""`python -m store`: each command's help, a whole flow, and errors that exit non-zero."""
+"""`python -m store`: each command's help, a whole flow, errors that exit non-zero, and the
+`featurelab` console script being the same program."""
+import ast
 import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,12 +14,20 @@ import pytest
 from store import Workspace
 from store.cli import COMMANDS, build_parser
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_every_command_has_help(run_cli):
     build_parser()  # imports command plugins
     for name in COMMANDS:
         out = run_cli(name, "--help").stdout
         assert "usage: python -m store" in out and name in out
+
+
+def test_commands_are_registered_by_the_cli_package_alone():
+    assert {cmd.run.__module__.rpartition(".")[0] for cmd in COMMANDS.values()} == {"store.cli"}
+    assert [name for name in COMMANDS][:9] == ["info", "datasets", "upload", "items", "sets", "search", "export",
+                                               "import", "repair"]
 
 
 def test_flow_upload_sets_search_export_import(run_cli, tmp_path):
@@ -63,3 +78,26 @@ def test_errors_are_one_line_and_exit_2(run_cli, args, needle):
     proc = run_cli(*args, ok=False)
     assert proc.returncode == 2
     assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _main_of_python_m_store() -> str:
+    """``module:function`` that store/__main__.py runs, read from its ``from .X import Y``."""
+    tree = ast.parse((ROOT / "store" / "__main__.py").read_text(encoding="utf-8"))
+    (found,) = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1]
+    (alias,) = found.names
+    return f"store.{found.module}:{alias.name}"
+
+
+def test_the_featurelab_script_runs_what_python_m_store_runs(run_cli, tmp_path):
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["featurelab"] == _main_of_python_m_store() == "store.cli:main"
+    script = Path(sys.executable).parent / "featurelab"
+    if not script.is_file():
+        pytest.skip(f"the featurelab script is not installed next to {sys.executable}; "
+                    "`pip install -e .` puts it there")
+    env = {**os.environ, "FEATURELAB_HOME": str(tmp_path / "cli-ws")}
+    env.pop("FEATURELAB_CHROMA_URL", None)
+    for args, status in ((["--help"], 0), (["items", "--dataset", "nope"], 2)):
+        ours = subprocess.run([str(script), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        reference = run_cli(*args, ok=False)
+        assert (ours.returncode, ours.stdout, ours.stderr) == (status, reference.stdout, reference.stderr)

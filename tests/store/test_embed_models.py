@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from store.embedders import (
     DEFAULT_TEXT_MODEL, ModelUnavailable, list_models, load_embedder, model_size, packaged_minilm_path, parse_spec,
 )
 from store.embedders import devices, images, registry
+from tests.conftest import ROOT
 from tests.store.embed_models import (
     TEXTS, cosine_rows, encode, generated_images, reference_clip, reference_image_vectors, reference_text_vectors,
     register_tiny_arch, sample_photos, save_tiny_checkpoint, save_tiny_clip_dir, tiny_clip_model,
@@ -259,3 +262,24 @@ def test_damaged_and_oversized_images_are_refused(monkeypatch):
     monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 50 * 50)
     with pytest.raises(InvalidInput, match="over the"):
         images.open_rgb(data)
+
+
+def test_backends_are_data_and_a_spec_says_what_it_embeds():
+    from store import errors
+    from store.embedders import BACKENDS, DEFAULT_IMAGE_MODEL
+
+    text, clip = parse_spec(DEFAULT_TEXT_MODEL), parse_spec(DEFAULT_IMAGE_MODEL)
+    assert (text.embeds_text, text.embeds_images, text.size_from_config) == (True, False, False)
+    assert (clip.embeds_text, clip.embeds_images, clip.size_from_config) == (True, True, True)
+    assert sorted(BACKENDS) == ["open_clip", "sentence_transformers"]
+    assert {b.name: b.embeds_images for b in BACKENDS.values()} == {"open_clip": True, "sentence_transformers": False}
+    with pytest.raises(InvalidInput, match=r"featurelab runs \['open_clip', 'sentence_transformers'\]"):
+        parse_spec({"name": "x", "backend": "onnx"})
+    assert ModelUnavailable is errors.ModelUnavailable is registry.ModelUnavailable
+
+
+def test_importing_the_embedders_wing_loads_no_model_library():
+    code = ("import sys, store.embedders, store.embedders.spec; "
+            "print(sorted(m for m in ('torch', 'open_clip', 'sentence_transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, timeout=120)
+    assert out.stdout.strip() == "[]"

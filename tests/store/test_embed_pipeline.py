@@ -14,8 +14,10 @@ import pytest
 from PIL import Image
 
 from store import Filters, InvalidInput, Workspace
-from store.embedders import DEFAULT_TEXT_MODEL, load_embedder, packaged_minilm_path, registry
-from store.embedders.job import create_feature_set, embed_dataset, query_vector
+from store.embedders import (
+    DEFAULT_TEXT_MODEL, create_feature_set, embed_dataset, load_embedder, loaded_embedders, packaged_minilm_path,
+    query_vector,
+)
 from tests.conftest import ROOT
 from tests.store.embed_models import (
     TEXTS, cosine_rows, encode, generated_images, reference_clip, reference_image_vectors, reference_text_vectors,
@@ -165,7 +167,7 @@ def test_progress_and_cancel_keep_finished_batches(ws_embedded, tiny_dir):
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from store import Workspace
-    from store.embedders.job import embed_dataset
+    from store.embedders import embed_dataset
 
     def die_mid_job(done, total, rate):
         if done >= 4:  # batches are queued for the writer: the kill lands during writes
@@ -243,10 +245,10 @@ def test_text_items_through_the_default_sentence_model(ws_embedded):
     stored = _stored(ws, fs)
     assert cosine_rows(np.stack([stored[items[n].id] for n in texts]), reference).min() >= 0.999
 
-    loaded = len(registry.loaded_embedders())
+    loaded = len(loaded_embedders())
     vec = query_vector(ws, fs, text="a cat asleep on the couch")
     again = query_vector(ws, fs, text="a cat asleep on the couch")
-    assert len(registry.loaded_embedders()) == loaded  # the set's model was reused, not reloaded
+    assert len(loaded_embedders()) == loaded  # the set's model was reused, not reloaded
     assert np.array_equal(vec, again) and vec.shape == (384,)
     hits = ds.items.list(Filters().add_euclid(fs, vec, k=1)).items
     assert hits[0].name == "t0.txt"

