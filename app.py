@@ -1,4 +1,5 @@
-"""featurelab: `streamlit run app.py`. Declares the pages; each page only renders.
+"""featurelab: `streamlit run app.py`. Declares the pages, grouped by what they are for;
+each page only renders.
 
 The pages live in app_pages/, not pages/: Streamlit treats a folder named pages/ as an
 old-style multipage app and runs a deep-linked page (/search on a fresh server, and every
@@ -9,18 +10,31 @@ from components.preload import preload_plotly
 
 st.set_page_config(page_title="featurelab", page_icon=":material/scatter_plot:", layout="wide")
 
-pages = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/feature_sets.py", title="Feature sets", icon=":material/dataset:"),
-    st.Page("app_pages/upload.py", title="Upload", icon=":material/upload:"),
-    st.Page("app_pages/embed.py", title="Embed", icon=":material/memory:"),
-    st.Page("app_pages/search.py", title="Search", icon=":material/search:"),
-    st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
-    st.Page("app_pages/clusters.py", title="Clusters", icon=":material/bubble_chart:"),
-    st.Page("app_pages/compare.py", title="Compare sets", icon=":material/compare_arrows:"),
-    st.Page("app_pages/duplicates.py", title="Duplicates and outliers", icon=":material/content_copy:"),
-    st.Page("app_pages/collections.py", title="Chroma collections", icon=":material/database:"),
-    st.Page("app_pages/export.py", title="Export and import", icon=":material/import_export:"),
-]
-st.navigation(pages).run()
+
+def page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page:
+    """A page of app_pages/; its URL path comes from the file name (/search, /feature_sets...)."""
+    return st.Page(f"app_pages/{file}", title=title, icon=f":material/{icon}:", default=default)
+
+
+# Section -> pages, in menu order; Home is the default page (the app's root URL).
+sections = {
+    "Data": [
+        page("home.py", "Home", "home", default=True),
+        page("upload.py", "Upload", "upload"),
+        page("export.py", "Export and import", "import_export"),
+    ],
+    "Vectors": [
+        page("feature_sets.py", "Feature sets", "dataset"),
+        page("embed.py", "Embed", "memory"),
+    ],
+    "Explore": [
+        page("search.py", "Search", "search"),
+        page("map.py", "Map", "scatter_plot"),
+        page("clusters.py", "Clusters", "bubble_chart"),
+        page("compare.py", "Compare sets", "compare_arrows"),
+    ],
+    "Curate": [page("duplicates.py", "Duplicates and outliers", "content_copy")],
+    "Chroma": [page("collections.py", "Chroma collections", "database")],
+}
+st.navigation(sections).run()
 preload_plotly()

@@ -2,17 +2,21 @@
 top-k neighbours agree (mean and histogram), the items they disagree on most with both
 neighbour lists, label agreement at k, and side-by-side maps where a lasso in one rings the
 same items in both."""
+from __future__ import annotations
+
 from functools import partial
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
 from components.scatter import COLOR_CHOICES, map_figure, map_table, projection_controls, selected_entity_ids
 from components.state import user_errors, workspace
-from store.analysis.compare import Comparison, compare_sets
-from store.analysis.projection import STAGE_LABELS, cached_projection, project
+from store import FeatureSet, Item, Workspace
+from store.analysis import STAGE_LABELS, Comparison, cached_projection, compare_sets, project
 
 PICKED = "compare:picked"  # entity ids of the last lasso or box, on either map
 PENDING = "compare:pending"  # (side, selection event) from a map's callback, read on the next run
@@ -22,7 +26,7 @@ SELECTION_SHOWN = 30
 TOP_MAX = 50  # most disagreeing items the page can list
 
 
-def items_of(ws, cmp: Comparison, entity_ids: list[str]) -> list:
+def items_of(ws: Workspace, cmp: Comparison, entity_ids: list[str]) -> list[Item]:
     """The items of some entities, in order, once each (an annotation's: its item)."""
     if cmp.entity_type == "annotation":
         item_ids = list(dict.fromkeys(ws.get_annotation(e).item_id for e in entity_ids))
@@ -37,7 +41,7 @@ def on_selection(side: str) -> None:
     st.session_state[PENDING] = (side, st.session_state.get(f"compare:map-{side}"))
 
 
-def histogram_figure(cmp: Comparison):
+def histogram_figure(cmp: Comparison) -> Any:
     import plotly.graph_objects as go
 
     counts = cmp.histogram()
@@ -48,7 +52,7 @@ def histogram_figure(cmp: Comparison):
     return fig
 
 
-def ring(fig, frame, entity_ids: list[str]) -> None:
+def ring(fig: Any, frame: pd.DataFrame, entity_ids: list[str]) -> None:
     """Ring the picked points on a map, drawn on top; like every point of ``map_figure`` each
     carries its row in ``frame`` as customdata, so a lasso over them reads them too."""
     import plotly.graph_objects as go
@@ -59,6 +63,102 @@ def ring(fig, frame, entity_ids: list[str]) -> None:
                                    name="selected", marker=RING, customdata=rows,
                                    hovertext=frame["name"].fillna("").to_numpy(dtype=object)[rows],
                                    hovertemplate="%{hovertext} (selected)<extra></extra>"))
+
+
+def run_comparison(ws: Workspace, a: FeatureSet, b: FeatureSet, k: int, label_field: str | None,
+                   wanted: tuple) -> None:
+    """Compare and keep the result in the session, under what it was made from."""
+    with st.spinner("Finding the neighbours in both sets…"):
+        result = compare_sets(ws, a, b, k=k, label_field=label_field)
+        result.most_disagreeing(TOP_MAX)  # measures what the list below needs, so the vectors can go
+        result.spaces = None
+        st.session_state["compare:result"] = (wanted, result)
+    st.session_state.pop(PICKED, None)
+
+
+def draw_overview(cmp: Comparison, k: int) -> None:
+    """The mean overlap, the items counted, label agreement, and the overlap histogram."""
+    agreement = cmp.label_agreement()
+    cols = st.columns(4)
+    cols[0].metric("Mean overlap", f"{cmp.mean_overlap:.3f}",
+                   help=f"The share of each item's {k} nearest neighbours that the two sets have in common")
+    cols[1].metric("Items in both", len(cmp.entity_ids),
+                   help=f"{cmp.only_a} only in {cmp.a_name}, {cmp.only_b} only in {cmp.b_name}")
+    if agreement:
+        cols[2].metric(f"Label agreement, {cmp.a_name}", f"{agreement['a']:.3f}",
+                       help=f"Over {agreement['labelled']} labelled items: the share of their {k} "
+                            "neighbours with the same label")
+        cols[3].metric(f"Label agreement, {cmp.b_name}", f"{agreement['b']:.3f}")
+        better = cmp.a_name if agreement["a"] > agreement["b"] else cmp.b_name
+        if agreement["a"] != agreement["b"]:
+            st.caption(f"**{better}** puts items next to items of the same label more often.")
+    else:
+        cols[2].caption("No item carries a label: give a label field, or annotate the items.")
+    st.plotly_chart(histogram_figure(cmp), key="compare:histogram")
+
+
+def draw_disagreements(ws: Workspace, cmp: Comparison, k: int) -> None:
+    """The items whose neighbours differ most, each with its neighbours in both sets."""
+    st.subheader("Where they disagree most")
+    top = int(st.number_input("Items to show", 1, TOP_MAX, 5, key="compare:top"))
+    for n, row in enumerate(cmp.most_disagreeing(top).tolist()):
+        entity = str(cmp.entity_ids[row])
+        with st.container(border=True, key=f"compare:dis:{n}"):
+            item = items_of(ws, cmp, [entity])
+            title = item[0].filename if item else entity
+            st.markdown(f"**{title}** · {round(cmp.overlap[row] * k)} of {k} neighbours shared")
+            for which, name in (("a", cmp.a_name), ("b", cmp.b_name)):
+                st.caption(f"Neighbours in {name}")
+                item_gallery(items_of(ws, cmp, cmp.neighbour_ids(row, which)), columns=min(k, 10),
+                             key=f"compare:dis:{n}:{which}")
+
+
+def both_projections(ws: Workspace, a: FeatureSet, b: FeatureSet,
+                     params: dict[str, Any]) -> dict[str, Any]:
+    """Each set's projection by id: the cached ones, the missing ones made on a button press (else None)."""
+    projections = {fs.id: cached_projection(ws, fs, **params) for fs in (a, b)}
+    if all(p is not None for p in projections.values()):
+        return projections
+    missing = [fs.name for fs in (a, b) if projections[fs.id] is None]
+    st.info(f"No map of {' and '.join(missing)} with these settings yet.")
+    if st.button("Project", key="compare:project", icon=":material/scatter_plot:"):
+        bar = st.progress(0.0, text="starting…")
+        for fs in (a, b):
+            if projections[fs.id] is None:
+                projections[fs.id] = project(ws, fs, **params, progress=lambda stage, f: bar.progress(
+                    min(max(float(f), 0.0), 1.0), text=f"{fs.name}: {STAGE_LABELS.get(stage, stage)}"))
+        bar.empty()
+    return projections
+
+
+def draw_maps(ws: Workspace, cmp: Comparison, a: FeatureSet, b: FeatureSet) -> None:
+    """Both maps side by side; a lasso or box on either rings the same items on both."""
+    st.subheader("Maps")
+    st.caption("Draw a lasso or a box on either map: the same items are ringed on both.")
+    params = projection_controls(key="compare")
+    projections = both_projections(ws, a, b, params)
+    if any(p is None for p in projections.values()):
+        return
+    color = st.selectbox("Colour by", list(MAP_COLORS), format_func=MAP_COLORS.get,
+                         index=list(MAP_COLORS).index("label"), key="compare:color")
+    frames = {side: map_table(ws, projections[fs.id]) for side, fs in (("a", a), ("b", b))}
+    pending = st.session_state.pop(PENDING, None)
+    if pending is not None:
+        st.session_state[PICKED] = selected_entity_ids(pending[1], frames[pending[0]])
+    picked = st.session_state.get(PICKED) or []
+    columns = st.columns(2)
+    for column, fs, side in zip(columns, (a, b), ("a", "b")):
+        fig = map_figure(frames[side], None if color == "none" else color, height=480)
+        ring(fig, frames[side], picked)
+        column.markdown(f"**{fs.name}**")
+        column.plotly_chart(fig, on_select=partial(on_selection, side),
+                            selection_mode=("lasso", "box", "points"), key=f"compare:map-{side}")
+    if picked:
+        st.markdown(f"**{len(picked)} selected**, ringed on both maps.")
+        if st.button("Clear the selection", key="compare:clear"):
+            st.session_state.pop(PICKED, None)
+            st.rerun()
+        item_gallery(items_of(ws, cmp, picked[:SELECTION_SHOWN]), columns=6, key="compare:selection")
 
 
 st.title("Compare sets")
@@ -73,88 +173,19 @@ with user_errors():
                 "**Embed** page (or import vectors).")
     else:
         a = feature_set_picker(ws, "Set A", key="compare:a", sets=sets)
-        others = [fs for fs in sets if fs.id != a.id]
-        b = feature_set_picker(ws, "Set B", key="compare:b", sets=others)
+        b = feature_set_picker(ws, "Set B", key="compare:b", sets=[fs for fs in sets if fs.id != a.id])
         left, right = st.columns(2)
         k = int(left.number_input("Neighbours per item (k)", 1, 100, 10, key="compare:k"))
         label_field = right.text_input("Label field (optional)", key="compare:label-field",
                                        placeholder="e.g. user.class (default: the annotation labels)").strip() or None
-        wanted = (a.id, a.version, b.id, b.version, k, label_field)
+        wanted = (a.id, a.version, b.id, b.version, k, label_field)  # a stored result counts only for these
         if st.button("Compare", key="compare:run", type="primary", icon=":material/compare_arrows:"):
-            with st.spinner("Finding the neighbours in both sets…"):
-                result = compare_sets(ws, a, b, k=k, label_field=label_field)
-                result.most_disagreeing(TOP_MAX)  # measures what the list below needs, so the vectors can go
-                result.spaces = None
-                st.session_state["compare:result"] = (wanted, result)
-            st.session_state.pop(PICKED, None)
+            run_comparison(ws, a, b, k, label_field, wanted)
         stored = st.session_state.get("compare:result")
         cmp = stored[1] if stored and stored[0] == wanted else None
         if cmp is None:
             st.info("Pick two sets and press **Compare**.")
         else:
-            agreement = cmp.label_agreement()
-            cols = st.columns(4)
-            cols[0].metric("Mean overlap", f"{cmp.mean_overlap:.3f}",
-                           help=f"The share of each item's {k} nearest neighbours that the two sets have in common")
-            cols[1].metric("Items in both", len(cmp.entity_ids),
-                           help=f"{cmp.only_a} only in {cmp.a_name}, {cmp.only_b} only in {cmp.b_name}")
-            if agreement:
-                cols[2].metric(f"Label agreement, {cmp.a_name}", f"{agreement['a']:.3f}",
-                               help=f"Over {agreement['labelled']} labelled items: the share of their {k} "
-                                    "neighbours with the same label")
-                cols[3].metric(f"Label agreement, {cmp.b_name}", f"{agreement['b']:.3f}")
-                better = cmp.a_name if agreement["a"] > agreement["b"] else cmp.b_name
-                if agreement["a"] != agreement["b"]:
-                    st.caption(f"**{better}** puts items next to items of the same label more often.")
-            else:
-                cols[2].caption("No item carries a label: give a label field, or annotate the items.")
-            st.plotly_chart(histogram_figure(cmp), key="compare:histogram")
-
-            st.subheader("Where they disagree most")
-            top = int(st.number_input("Items to show", 1, TOP_MAX, 5, key="compare:top"))
-            for n, row in enumerate(cmp.most_disagreeing(top).tolist()):
-                entity = str(cmp.entity_ids[row])
-                with st.container(border=True, key=f"compare:dis:{n}"):
-                    item = items_of(ws, cmp, [entity])
-                    title = item[0].filename if item else entity
-                    st.markdown(f"**{title}** · {round(cmp.overlap[row] * k)} of {k} neighbours shared")
-                    for which, name in (("a", cmp.a_name), ("b", cmp.b_name)):
-                        st.caption(f"Neighbours in {name}")
-                        item_gallery(items_of(ws, cmp, cmp.neighbour_ids(row, which)), columns=min(k, 10),
-                                     key=f"compare:dis:{n}:{which}")
-
-            st.subheader("Maps")
-            st.caption("Draw a lasso or a box on either map: the same items are ringed on both.")
-            params = projection_controls(key="compare")
-            projections = {fs.id: cached_projection(ws, fs, **params) for fs in (a, b)}
-            if any(p is None for p in projections.values()):
-                missing = [fs.name for fs in (a, b) if projections[fs.id] is None]
-                st.info(f"No map of {' and '.join(missing)} with these settings yet.")
-                if st.button("Project", key="compare:project", icon=":material/scatter_plot:"):
-                    bar = st.progress(0.0, text="starting…")
-                    for fs in (a, b):
-                        if projections[fs.id] is None:
-                            projections[fs.id] = project(ws, fs, **params, progress=lambda stage, f: bar.progress(
-                                min(max(float(f), 0.0), 1.0), text=f"{fs.name}: {STAGE_LABELS.get(stage, stage)}"))
-                    bar.empty()
-            if all(p is not None for p in projections.values()):
-                color = st.selectbox("Colour by", list(MAP_COLORS), format_func=MAP_COLORS.get,
-                                     index=list(MAP_COLORS).index("label"), key="compare:color")
-                frames = {side: map_table(ws, projections[fs.id]) for side, fs in (("a", a), ("b", b))}
-                pending = st.session_state.pop(PENDING, None)
-                if pending is not None:
-                    st.session_state[PICKED] = selected_entity_ids(pending[1], frames[pending[0]])
-                picked = st.session_state.get(PICKED) or []
-                columns = st.columns(2)
-                for column, fs, side in zip(columns, (a, b), ("a", "b")):
-                    fig = map_figure(frames[side], None if color == "none" else color, height=480)
-                    ring(fig, frames[side], picked)
-                    column.markdown(f"**{fs.name}**")
-                    column.plotly_chart(fig, on_select=partial(on_selection, side),
-                                        selection_mode=("lasso", "box", "points"), key=f"compare:map-{side}")
-                if picked:
-                    st.markdown(f"**{len(picked)} selected**, ringed on both maps.")
-                    if st.button("Clear the selection", key="compare:clear"):
-                        st.session_state.pop(PICKED, None)
-                        st.rerun()
-                    item_gallery(items_of(ws, cmp, picked[:SELECTION_SHOWN]), columns=6, key="compare:selection")
+            draw_overview(cmp, k)
+            draw_disagreements(ws, cmp, k)
+            draw_maps(ws, cmp, a, b)

@@ -1,8 +1,11 @@
 """Duplicates and outliers: the near-duplicate groups of a feature set under a distance
 threshold (the histogram of nearest-neighbour distances drawn under the slider), keep one per
 group and hide the rest, undoably; and the outliers, farthest from their k-th neighbour."""
+from __future__ import annotations
+
 import dataclasses
 import math
+from typing import Sequence
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -11,7 +14,7 @@ from components.gallery import item_gallery
 from components.selection import selection_actions
 from components.pickers import feature_set_picker
 from components.state import flash, user_errors, workspace
-from store.analysis import duplicates as curation
+from store import FeatureSet, Item, Workspace, analysis
 
 VIEWS = ["Near-duplicates", "Outliers"]
 MAX_GROUPS = 40  # groups drawn as galleries (the hide-all button acts on every group)
@@ -19,18 +22,18 @@ MAX_MEMBERS = 18  # thumbnails per group
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring each vector's distance to its nearest neighbour…")
-def neighbour_distances(_ws, set_id: str, token: str) -> curation.NeighbourDistances:
-    return curation.nearest_neighbor_distances(_ws, set_id)
+def neighbour_distances(_ws: Workspace, set_id: str, token: str) -> analysis.NeighbourDistances:
+    return analysis.nearest_neighbor_distances(_ws, set_id)
 
 
 @st.cache_data(max_entries=64, show_spinner="Finding near-duplicates…")
-def duplicate_groups(_ws, set_id: str, token: str, threshold: float) -> curation.Duplicates:
-    return curation.duplicate_groups(_ws, set_id, threshold)
+def duplicate_groups(_ws: Workspace, set_id: str, token: str, threshold: float) -> analysis.Duplicates:
+    return analysis.duplicate_groups(_ws, set_id, threshold)
 
 
 @st.cache_data(max_entries=16, show_spinner="Ranking outliers…")
-def ranked_outliers(_ws, set_id: str, token: str, k: int, top: int) -> list[curation.Outlier]:
-    return curation.outliers(_ws, set_id, k, top=top)
+def ranked_outliers(_ws: Workspace, set_id: str, token: str, k: int, top: int) -> list[analysis.Outlier]:
+    return analysis.outliers(_ws, set_id, k, top=top)
 
 
 def nice_ceiling(x: float) -> float:
@@ -45,7 +48,7 @@ def ordinal(k: int) -> str:
     return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
-def histogram(nn: curation.NeighbourDistances, threshold: float):
+def histogram(nn: analysis.NeighbourDistances, threshold: float) -> go.Figure:
     counts, edges = nn.histogram(60)  # binned here: the browser gets 60 bars, not every distance
     fig = go.Figure(go.Bar(x=((edges[:-1] + edges[1:]) / 2).tolist(), y=counts.tolist(),
                            width=(edges[1:] - edges[:-1]).tolist(),
@@ -58,15 +61,15 @@ def histogram(nn: curation.NeighbourDistances, threshold: float):
     return fig
 
 
-def members(ws, group: curation.DuplicateGroup) -> list:
+def members(ws: Workspace, group: analysis.DuplicateGroup) -> list[Item]:
     """The group's items, first uploaded first, each carrying its nearest-neighbour distance."""
     found = ws.items_by_ids(list(dict.fromkeys(i for i in group.item_ids if i)))
     out = [dataclasses.replace(found[i], distance=d) for i, d in zip(group.item_ids, group.distances) if i in found]
     return sorted(out, key=lambda item: (item.created_at, item.id))
 
 
-def hide(ws, dups: curation.Duplicates, rule: str, groups: list[int] | None, keepers: list[str] = ()) -> None:
-    done = curation.hide_duplicates(ws, dups, rule, groups=groups, keepers=keepers)
+def hide(ws: Workspace, dups: analysis.Duplicates, rule: str, groups: list[int] | None, keepers: Sequence[str] = ()) -> None:
+    done = analysis.hide_duplicates(ws, dups, rule, groups=groups, keepers=keepers)
     if done.action_id:
         flash("dup", f"Hid {done.hidden} item(s) and kept one in each of {done.groups} group(s). "
                      "Undo brings them back.")
@@ -75,33 +78,71 @@ def hide(ws, dups: curation.Duplicates, rule: str, groups: list[int] | None, kee
     st.rerun()
 
 
-def undo_button(ws, fs) -> None:
-    actions = curation.hide_actions(ws, fs)
+def undo_button(ws: Workspace, fs: FeatureSet) -> None:
+    actions = analysis.hide_actions(ws, fs)
     if not actions:
         return
     last = actions[0]
     if st.button(f"Undo the last hide ({len(last.item_ids)} item(s))", key="dup:undo", icon=":material/undo:"):
-        back = curation.undo(ws, last.id)
+        back = analysis.undo(ws, last.id)
         flash("dup", f"Showing {back.unhidden} item(s) again.")
         st.rerun()
 
 
-def duplicates_view(ws, fs) -> None:
-    token = curation.state_token(ws, fs)
+def threshold_slider(fs: FeatureSet, nn: analysis.NeighbourDistances) -> float:
+    """The distance threshold, started at the suggestion for each new set or version."""
+    ceiling = nice_ceiling(float(nn.distances.max()) * 1.05)
+    if st.session_state.get("dup:for") != (fs.id, fs.version):
+        st.session_state["dup:for"] = (fs.id, fs.version)
+        st.session_state["dup:threshold"] = float(min(nn.suggested_threshold, ceiling))
+    st.session_state["dup:threshold"] = float(min(st.session_state.get("dup:threshold", 0.0), ceiling))
+    return st.slider("Distance threshold: vectors this close or closer are duplicates", 0.0, ceiling,
+                     step=ceiling / 500, key="dup:threshold", format="%.4f",
+                     help=f"Suggested: {nn.suggested_threshold:.4f} (where the histogram's low bump ends; "
+                          "0 finds exact copies only).")
+
+
+def draw_hide_all(ws: Workspace, dups: analysis.Duplicates) -> None:
+    left, right = st.columns([2, 1])
+    rule_all = left.radio("In every group keep", ["first", "largest"], format_func=analysis.KEEP_LABELS.get,
+                          horizontal=True, key="dup:rule-all")
+    if right.button(f"Hide the rest of every group ({dups.redundant})", key="dup:hide-all", type="primary",
+                    icon=":material/visibility_off:"):
+        hide(ws, dups, rule_all, None)
+
+
+def draw_group(ws: Workspace, fs: FeatureSet, dups: analysis.Duplicates, n: int, noun: str) -> None:
+    """Group ``n``: its thumbnails, which one to keep, and hiding or saving the rest."""
+    group = dups.groups[n]
+    with st.container(border=True, key=f"dup:group:{n}"):
+        st.markdown(f"**Group {n + 1}** · {group.size} {noun} · closest pair at {group.min_distance:.4g}")
+        shown = members(ws, group)
+        item_gallery(shown[:MAX_MEMBERS], columns=6, key=f"dup:group:{n}:gallery")
+        if len(shown) > MAX_MEMBERS:
+            st.caption(f"… and {len(shown) - MAX_MEMBERS} more")
+        rule_col, keeper_col, button_col = st.columns([2, 2, 1])
+        rule = rule_col.radio("Keep", list(analysis.KEEP_RULES), format_func=analysis.KEEP_LABELS.get,
+                              horizontal=True, key=f"dup:keep:{n}")
+        keepers: list[str] = []
+        if rule == "manual":
+            names = {i.id: i.filename for i in shown}
+            labels = {e: names.get(i, e) + (f" · {e[:8]}" if fs.entity_type == "annotation" else "")
+                      for e, i in zip(group.entity_ids, group.item_ids)}
+            keepers = [keeper_col.selectbox("Keep this one", group.entity_ids, key=f"dup:keeper:{n}",
+                                            format_func=labels.get)]
+        if button_col.button("Hide the rest", key=f"dup:hide:{n}", icon=":material/visibility_off:"):
+            hide(ws, dups, rule, [n], keepers)
+        selection_actions(ws, list(group.entity_ids), key=f"dup:save:{n}", default_name=f"{fs.name}-group-{n + 1}")
+
+
+def duplicates_view(ws: Workspace, fs: FeatureSet) -> None:
+    token = analysis.state_token(ws, fs)
     nn = neighbour_distances(ws, fs.id, token)
     if len(nn.distances) < 2:
         st.info("Near-duplicates need at least two visible vectors in the set.")
         undo_button(ws, fs)
         return
-    ceiling = nice_ceiling(float(nn.distances.max()) * 1.05)
-    if st.session_state.get("dup:for") != (fs.id, fs.version):  # a new set or version: start at the suggestion
-        st.session_state["dup:for"] = (fs.id, fs.version)
-        st.session_state["dup:threshold"] = float(min(nn.suggested_threshold, ceiling))
-    st.session_state["dup:threshold"] = float(min(st.session_state.get("dup:threshold", 0.0), ceiling))
-    threshold = st.slider("Distance threshold: vectors this close or closer are duplicates", 0.0, ceiling,
-                          step=ceiling / 500, key="dup:threshold", format="%.4f",
-                          help=f"Suggested: {nn.suggested_threshold:.4f} (where the histogram's low bump ends; "
-                               "0 finds exact copies only).")
+    threshold = threshold_slider(fs, nn)
     st.plotly_chart(histogram(nn, threshold), key="dup:hist")
     dups = duplicate_groups(ws, fs.id, token, float(threshold))
     noun = "annotations" if fs.entity_type == "annotation" else "items"
@@ -112,38 +153,15 @@ def duplicates_view(ws, fs) -> None:
         st.info("No near-duplicates at this threshold: move the slider right to look further.")
         return
     st.subheader(f"{len(dups.groups)} group(s), {dups.redundant} {noun} beyond one per group")
-    left, right = st.columns([2, 1])
-    rule_all = left.radio("In every group keep", ["first", "largest"], format_func=curation.KEEP_LABELS.get,
-                          horizontal=True, key="dup:rule-all")
-    if right.button(f"Hide the rest of every group ({dups.redundant})", key="dup:hide-all", type="primary",
-                    icon=":material/visibility_off:"):
-        hide(ws, dups, rule_all, None)
+    draw_hide_all(ws, dups)
     if len(dups.groups) > MAX_GROUPS:
         st.caption(f"Showing the {MAX_GROUPS} largest groups.")
-    for n, group in enumerate(dups.groups[:MAX_GROUPS]):
-        with st.container(border=True, key=f"dup:group:{n}"):
-            st.markdown(f"**Group {n + 1}** · {group.size} {noun} · closest pair at {group.min_distance:.4g}")
-            shown = members(ws, group)
-            item_gallery(shown[:MAX_MEMBERS], columns=6, key=f"dup:group:{n}:gallery")
-            if len(shown) > MAX_MEMBERS:
-                st.caption(f"… and {len(shown) - MAX_MEMBERS} more")
-            rule_col, keeper_col, button_col = st.columns([2, 2, 1])
-            rule = rule_col.radio("Keep", list(curation.KEEP_RULES), format_func=curation.KEEP_LABELS.get,
-                                  horizontal=True, key=f"dup:keep:{n}")
-            keepers: list[str] = []
-            if rule == "manual":
-                names = {i.id: i.filename for i in shown}
-                labels = {e: names.get(i, e) + (f" · {e[:8]}" if fs.entity_type == "annotation" else "")
-                          for e, i in zip(group.entity_ids, group.item_ids)}
-                keepers = [keeper_col.selectbox("Keep this one", group.entity_ids, key=f"dup:keeper:{n}",
-                                                format_func=labels.get)]
-            if button_col.button("Hide the rest", key=f"dup:hide:{n}", icon=":material/visibility_off:"):
-                hide(ws, dups, rule, [n], keepers)
-            selection_actions(ws, list(group.entity_ids), key=f"dup:save:{n}", default_name=f"{fs.name}-group-{n + 1}")
+    for n in range(min(len(dups.groups), MAX_GROUPS)):
+        draw_group(ws, fs, dups, n, noun)
 
 
-def outliers_view(ws, fs) -> None:
-    token = curation.state_token(ws, fs)
+def outliers_view(ws: Workspace, fs: FeatureSet) -> None:
+    token = analysis.state_token(ws, fs)
     count = fs.count()
     if count < 2:
         st.info("Outliers need at least two vectors in the set.")

@@ -50,7 +50,7 @@ with user_errors():
         busy = job is not None and job.running
         if st.button("Embed", key="embed:go", type="primary", icon=":material/play_arrow:",
                      disabled=not ready or busy):
-            from store.embedders.job import embed_dataset
+            from store.embedders import embed_dataset
 
             def work(progress, cancel, ds=dataset, target=fs, chosen=model, again=recompute):
                 return embed_dataset(ws, ds, target, model=chosen, recompute=again, progress=progress, cancel=cancel)

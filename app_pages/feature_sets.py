@@ -1,4 +1,6 @@
 """Feature sets: create one, list them with their counts, delete one after a confirmation."""
+from __future__ import annotations
+
 import tempfile
 from pathlib import Path
 
@@ -8,40 +10,42 @@ import streamlit as st
 from components.models import model_choices, model_label, model_record
 from components.pickers import dataset_picker
 from components.state import flash, user_errors, workspace
-from store import FeaturelabError
+from store import FeaturelabError, FeatureSet, Workspace
 
 LOCAL = "A local model (folder or checkpoint)…"
 
-st.title("Feature sets")
-st.caption("A feature set holds vectors of one size, for items or annotations, made by one model or imported.")
 
-with user_errors():
-    ws = workspace()
-    flash("sets")
+def local_model_record(column) -> dict | None:
+    """The fields for a model on this machine, and its record once they name one that loads."""
+    local = column.text_input("Model: an open_clip architecture, or a model folder", key="sets:local-model",
+                              placeholder="ViT-B-32, or /models/my-clip (open_clip_config.json inside)")
+    weights = column.text_input("Weights file (for an architecture)", key="sets:local-weights",
+                                placeholder="/models/vit-b-32.safetensors")
+    if not local.strip():
+        return None
+    try:
+        return model_record(local.strip(), weights.strip() or None)
+    except FeaturelabError as exc:
+        column.error(str(exc), icon=":material/error:")
+        return None
 
+
+def draw_create_form(ws: Workspace) -> None:
     st.subheader("Create a feature set")
     left, right = st.columns(2)
     name = left.text_input("Name", key="sets:name", placeholder="e.g. clip-photos")
-    models = model_choices()
     model = right.selectbox(
-        "Model", [None, LOCAL, *models], key="sets:model",
+        "Model", [None, LOCAL, *model_choices()], key="sets:model",
         format_func=lambda m: "None (vectors come from elsewhere)" if m is None else model_label(m),
         help="The model that makes the vectors. Choosing one fixes the size to the model's.",
     )
     record = None
     if model == LOCAL:
-        local = right.text_input("Model: an open_clip architecture, or a model folder", key="sets:local-model",
-                                 placeholder="ViT-B-32, or /models/my-clip (open_clip_config.json inside)")
-        weights = right.text_input("Weights file (for an architecture)", key="sets:local-weights",
-                                   placeholder="/models/vit-b-32.safetensors")
-        if local.strip():
-            try:
-                record = model_record(local.strip(), weights.strip() or None)
-            except FeaturelabError as exc:
-                right.error(str(exc), icon=":material/error:")
+        record = local_model_record(right)
     elif model is not None:
         record = model_record(model)
     if record is not None:
+        # Keyed by the size: a model change shows its own fixed size, not the last one.
         size = left.number_input("Size (vector length)", value=record["size"], disabled=True,
                                  key=f"sets:size-fixed:{record['size']}", help="Fixed by the model.")
     else:
@@ -58,65 +62,85 @@ with user_errors():
         flash("sets", f"Created feature set **{fs.name}** (size {fs.size}).")
         st.rerun()
 
+
+def draw_set_table(sets: list[FeatureSet]) -> None:
+    st.dataframe(
+        pd.DataFrame([
+            {"name": fs.name, "size": fs.size, "type": fs.set_type, "entity": fs.entity_type,
+             "model": (fs.model or {}).get("name", ""), "vectors": fs.count(), "id": fs.id}
+            for fs in sets
+        ]),
+        hide_index=True, width="stretch", key="sets:table",
+    )
+
+
+def draw_import_section(ws: Workspace, by_id: dict[str, FeatureSet]) -> None:
+    """Precomputed vectors from a file into a set, matched to items by name or id."""
+    st.subheader("Import precomputed vectors")
+    st.caption("Vectors no model here made (like customer profiles): a CSV or Parquet file with a key column "
+               "(`name` or `id`) and one column per value, or an `.npz` with `keys` and `vectors`.")
+    left, right = st.columns(2)
+    target_id = left.selectbox("Into feature set", list(by_id), key="sets:import-set",
+                               format_func=lambda i: f"{by_id[i].name} (size {by_id[i].size})")
+    key_kind = right.radio("Rows are keyed by", ["name", "id"], horizontal=True, key="sets:import-key",
+                           format_func={"name": "item name (or /dir/name)", "id": "item id"}.get)
+    scope = dataset_picker(ws, "Match names in dataset", key="sets:import-dataset", allow_all=True)
+    vectors_file = st.file_uploader("Vectors file", type=["csv", "tsv", "parquet", "npz"], key="sets:import-file")
+    if st.button("Import vectors", key="sets:import-go", icon=":material/upload_file:",
+                 disabled=vectors_file is None):
+        from store.io import import_vectors
+
+        # The reader goes by the file's suffix, so the upload is written under its own.
+        suffix = Path(vectors_file.name).suffix.lower()
+        with tempfile.TemporaryDirectory(prefix="featurelab-vectors-") as tmp:
+            path = Path(tmp) / f"vectors{suffix}"
+            path.write_bytes(vectors_file.getvalue())
+            report = import_vectors(ws, by_id[target_id], path, key=key_kind, dataset=scope)
+        summary = report.summary()
+        flash("sets", summary[0].upper() + summary[1:] + ".", "warning" if report.unmatched else "success")
+        st.rerun()
+
+
+def draw_delete_section(by_id: dict[str, FeatureSet]) -> None:
+    """Pick a set, press Delete…, then confirm (the pending choice survives the rerun)."""
+    st.subheader("Delete a feature set")
+    victim_id = st.selectbox("Feature set to delete", list(by_id), key="sets:delete-pick",
+                             format_func=lambda i: by_id[i].name)
+    pending = st.session_state.get("sets:confirm")
+    if pending not in by_id:
+        if st.button("Delete…", key="sets:delete", icon=":material/delete:"):
+            st.session_state["sets:confirm"] = victim_id
+            st.rerun()
+        return
+    victim = by_id[pending]
+    st.warning(
+        f"Delete **{victim.name}** and its {victim.count()} vectors? The items stay; this cannot be undone.",
+        icon=":material/warning:",
+    )
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete it", key="sets:delete-yes", type="primary"):
+        st.session_state.pop("sets:confirm", None)
+        victim.delete()
+        flash("sets", f"Deleted feature set **{victim.name}**.")
+        st.rerun()
+    if no.button("Cancel", key="sets:delete-no"):
+        st.session_state.pop("sets:confirm", None)
+        st.rerun()
+
+
+st.title("Feature sets")
+st.caption("A feature set holds vectors of one size, for items or annotations, made by one model or imported.")
+
+with user_errors():
+    ws = workspace()
+    flash("sets")
+    draw_create_form(ws)
     sets = ws.feature_sets.list()
     st.subheader(f"{len(sets)} feature set{'s' if len(sets) != 1 else ''}")
     if not sets:
         st.info("No feature set yet: create one above, then fill it on the **Embed** page.")
     else:
-        st.dataframe(
-            pd.DataFrame([
-                {"name": fs.name, "size": fs.size, "type": fs.set_type, "entity": fs.entity_type,
-                 "model": (fs.model or {}).get("name", ""), "vectors": fs.count(), "id": fs.id}
-                for fs in sets
-            ]),
-            hide_index=True, width="stretch", key="sets:table",
-        )
-
-        st.subheader("Import precomputed vectors")
-        st.caption("Vectors no model here made (like customer profiles): a CSV or Parquet file with a key column "
-                   "(`name` or `id`) and one column per value, or an `.npz` with `keys` and `vectors`.")
         by_id = {fs.id: fs for fs in sets}
-        left, right = st.columns(2)
-        target_id = left.selectbox("Into feature set", list(by_id), key="sets:import-set",
-                                   format_func=lambda i: f"{by_id[i].name} (size {by_id[i].size})")
-        key_kind = right.radio("Rows are keyed by", ["name", "id"], horizontal=True, key="sets:import-key",
-                               format_func={"name": "item name (or /dir/name)", "id": "item id"}.get)
-        scope = dataset_picker(ws, "Match names in dataset", key="sets:import-dataset", allow_all=True)
-        vectors_file = st.file_uploader("Vectors file", type=["csv", "tsv", "parquet", "npz"],
-                                        key="sets:import-file")
-        if st.button("Import vectors", key="sets:import-go", icon=":material/upload_file:",
-                     disabled=vectors_file is None):
-            from store.io.vector_import import import_vectors
-
-            suffix = Path(vectors_file.name).suffix.lower()
-            with tempfile.TemporaryDirectory(prefix="featurelab-vectors-") as tmp:
-                path = Path(tmp) / f"vectors{suffix}"
-                path.write_bytes(vectors_file.getvalue())
-                report = import_vectors(ws, by_id[target_id], path, key=key_kind, dataset=scope)
-            flash("sets", report.summary()[0].upper() + report.summary()[1:] + ".",
-                  "warning" if report.unmatched else "success")
-            st.rerun()
-
-        st.subheader("Delete a feature set")
-        victim_id = st.selectbox("Feature set to delete", list(by_id), key="sets:delete-pick",
-                                 format_func=lambda i: by_id[i].name)
-        pending = st.session_state.get("sets:confirm")
-        if pending not in by_id:
-            if st.button("Delete…", key="sets:delete", icon=":material/delete:"):
-                st.session_state["sets:confirm"] = victim_id
-                st.rerun()
-        else:
-            victim = by_id[pending]
-            st.warning(
-                f"Delete **{victim.name}** and its {victim.count()} vectors? The items stay; this cannot be undone.",
-                icon=":material/warning:",
-            )
-            yes, no = st.columns(2)
-            if yes.button("Yes, delete it", key="sets:delete-yes", type="primary"):
-                st.session_state.pop("sets:confirm", None)
-                victim.delete()
-                flash("sets", f"Deleted feature set **{victim.name}**.")
-                st.rerun()
-            if no.button("Cancel", key="sets:delete-no"):
-                st.session_state.pop("sets:confirm", None)
-                st.rerun()
+        draw_set_table(sets)
+        draw_import_section(ws, by_id)
+        draw_delete_section(by_id)

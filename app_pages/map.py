@@ -1,8 +1,12 @@
 """Map: a feature set projected to 2D or 3D (UMAP or PCA, cached on disk), coloured by
 dataset, folder, label, kind, a metadata field or the distance to the last search (whose
 results are ringed); a lasso or box selection shows its items, and searches from them."""
-import json
+from __future__ import annotations
 
+import json
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
 from components.gallery import item_gallery
@@ -11,8 +15,8 @@ from components.selection import selection_actions
 from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, kept_map_figure, map_table, projection_controls,
                                 remember, remembered, selected_entity_ids)
 from components.state import user_errors, workspace
-from store.analysis.duplicates import outlier_scores
-from store.analysis.projection import STAGE_LABELS, cached_projection, project
+from store import FeatureSet, Workspace
+from store.analysis import STAGE_LABELS, cached_projection, outlier_scores, project
 
 GALLERY_LIMIT = 60
 OUTLIER_K = 5
@@ -20,7 +24,7 @@ OUTLIER_COLUMN = f"distance to the {OUTLIER_K}th neighbour"
 
 
 @st.cache_data(max_entries=8, show_spinner="Measuring how far each point is from its neighbours…")
-def outlier_scores_of(_ws, set_id: str, version: int) -> dict[str, float]:
+def outlier_scores_of(_ws: Workspace, set_id: str, version: int) -> dict[str, float]:
     return outlier_scores(_ws, set_id, OUTLIER_K)
 
 
@@ -31,6 +35,103 @@ def search_from_here(query: str | list[float], set_id: str) -> None:
     st.session_state["search:vector"] = query if isinstance(query, str) else json.dumps(query)
     st.session_state.pop("search:custom", None)
     st.switch_page("app_pages/search.py")
+
+
+def map_projection(ws: Workspace, fs: FeatureSet, params: dict[str, Any]) -> Any:
+    """The cached projection, or one made on a button press; None until there is one."""
+    projection = cached_projection(ws, fs, **params)
+    if projection is None:
+        st.info(f"No map of **{fs.name}** with these settings yet ({fs.count()} vectors).")
+        if st.button("Project", key="map:project", type="primary", icon=":material/scatter_plot:"):
+            bar = st.progress(0.0, text="starting…")
+            projection = project(ws, fs, **params, progress=lambda stage, fraction: bar.progress(
+                min(max(float(fraction), 0.0), 1.0), text=STAGE_LABELS.get(stage, stage)))
+            bar.empty()
+    return projection
+
+
+def last_search(fs: FeatureSet) -> dict | None:
+    """The last search on this set (Search keeps it in the session), or None."""
+    last = st.session_state.get("search:last")
+    return last if last and last.get("set_id") == fs.id else None
+
+
+def draw_color_choice(last: dict | None) -> tuple[str, str | None, tuple[str, ...]]:
+    """What to colour by: (the choice, the frame column to colour by, metadata fields to read)."""
+    choices = {**COLOR_CHOICES, OUTLIER_COLUMN: "Outlier score (distance to the 5th neighbour)",
+               **(DISTANCE_CHOICE if last else {})}
+    if st.session_state.get(remembered("map:color")) not in choices:  # e.g. distance, with no search now
+        st.session_state.pop("map:color", None)
+    left, right = st.columns([1, 2])
+    color_by = left.selectbox("Colour by", list(choices), format_func=choices.get, key="map:color")
+    remember("map:color")
+    fields: tuple[str, ...] = ()
+    column = None if color_by == "none" else color_by
+    if color_by == "metadata":
+        field = right.text_input("Metadata field", key="map:field", placeholder="e.g. user.split").strip()
+        fields = (field,) if field else ()
+        column = field or None
+    if last:
+        right.caption(f"Ringed: the {len(last['results'])} results of the last search on this set"
+                      + (" (the star is its query)." if last.get("query_entity") else "."))
+    return color_by, column, fields
+
+
+def map_frame_for(ws: Workspace, fs: FeatureSet, projection: Any, color_by: str, fields: tuple[str, ...],
+                  last: dict | None) -> pd.DataFrame:
+    """The map's table, with the distance or outlier column when the colour asks for it."""
+    distances = None
+    if color_by == "distance":
+        ids, values = ws.distances_to(fs, last["query"])
+        distances = dict(zip(ids.tolist(), values.tolist()))
+    frame = map_table(ws, projection, fields)
+    if distances is not None:
+        frame = frame.assign(distance=frame["entity_id"].map(distances).astype(float))
+    if color_by == OUTLIER_COLUMN:
+        scores = outlier_scores_of(ws, fs.id, fs.version)
+        frame = frame.assign(**{OUTLIER_COLUMN: frame["entity_id"].map(scores).astype(float)})
+    return frame
+
+
+def draw_selection(ws: Workspace, fs: FeatureSet, frame: pd.DataFrame, chosen: list[str]) -> None:
+    """The lassoed points: save or export them, search from them, and their items."""
+    rows = frame[frame["entity_id"].isin(chosen)]
+    item_ids = [i for i in dict.fromkeys(rows["item_id"]) if i]
+    st.subheader(f"{len(rows)} selected")
+    here, save = st.columns([1, 3])
+    with save:
+        selection_actions(ws, chosen, key="map:selected", default_name=f"{fs.name}-selection")
+    if here.button("Search from here", key="map:search-here", icon=":material/travel_explore:",
+                   help="Search this set for the nearest neighbours of the selection "
+                        "(one point: its vector; several: their mean)"):
+        search_from_here(ws.query_for_entities(fs, chosen), fs.id)
+    shown = item_ids[:GALLERY_LIMIT]
+    if len(item_ids) > len(shown):
+        st.caption(f"Showing the first {len(shown)} of {len(item_ids)} items.")
+    items = ws.items_by_ids(shown)
+    item_gallery([items[i] for i in shown if i in items], columns=6, key="map:selection")
+
+
+def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, Any]) -> None:
+    how = "loaded from cache" if projection.from_cache else f"computed in {projection.details.get('seconds', 0):.1f} s"
+    st.caption(f"{len(projection.entity_ids)} points · {how}")
+    last = last_search(fs)
+    color_by, column, fields = draw_color_choice(last)
+    frame = map_frame_for(ws, fs, projection, color_by, fields, last)
+    if column is not None and column not in frame:  # a field named like a built-in column
+        column = f"metadata.{column}"
+    # Names everything the frame was made from: the kept figure is rebuilt only when it changes.
+    frame_key = json.dumps([projection.feature_set_id, projection.version, projection.params, fields,
+                            ws.catalog.change_stamp(), color_by, last if color_by == "distance" else None],
+                           sort_keys=True, default=str)
+    figure = kept_map_figure(frame, frame_key, column, ringed=last["results"] if last else (),
+                             starred=last.get("query_entity") if last else None)
+    event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"), key="map:chart")
+    chosen = selected_entity_ids(event, frame)
+    if chosen:
+        draw_selection(ws, fs, frame, chosen)
+    elif params["dims"] == 2:
+        st.caption("Drag on the map to draw a lasso (the box is in the chart's toolbar).")
 
 
 st.title("Map")
@@ -46,70 +147,6 @@ with user_errors():
         fs = None
     if fs is not None:
         params = projection_controls(key="map")
-        projection = cached_projection(ws, fs, **params)
-        if projection is None:
-            st.info(f"No map of **{fs.name}** with these settings yet ({fs.count()} vectors).")
-            if st.button("Project", key="map:project", type="primary", icon=":material/scatter_plot:"):
-                bar = st.progress(0.0, text="starting…")
-                projection = project(ws, fs, **params, progress=lambda stage, fraction: bar.progress(
-                    min(max(float(fraction), 0.0), 1.0), text=STAGE_LABELS.get(stage, stage)))
-                bar.empty()
+        projection = map_projection(ws, fs, params)
         if projection is not None:
-            how = "loaded from cache" if projection.from_cache else f"computed in {projection.details.get('seconds', 0):.1f} s"
-            st.caption(f"{len(projection.entity_ids)} points · {how}")
-            last = st.session_state.get("search:last")
-            last = last if last and last.get("set_id") == fs.id else None
-            choices = {**COLOR_CHOICES, OUTLIER_COLUMN: "Outlier score (distance to the 5th neighbour)",
-                       **(DISTANCE_CHOICE if last else {})}
-            if st.session_state.get(remembered("map:color")) not in choices:
-                st.session_state.pop("map:color", None)
-            left, right = st.columns([1, 2])
-            color_by = left.selectbox("Colour by", list(choices), format_func=choices.get, key="map:color")
-            remember("map:color")
-            fields: tuple[str, ...] = ()
-            column = None if color_by == "none" else color_by
-            if color_by == "metadata":
-                field = right.text_input("Metadata field", key="map:field", placeholder="e.g. user.split").strip()
-                fields = (field,) if field else ()
-                column = field or None
-            distances = None
-            if color_by == "distance":
-                ids, values = ws.distances_to(fs, last["query"])
-                distances = dict(zip(ids.tolist(), values.tolist()))
-            if last:
-                right.caption(f"Ringed: the {len(last['results'])} results of the last search on this set"
-                              + (" (the star is its query)." if last.get("query_entity") else "."))
-            frame = map_table(ws, projection, fields)
-            if distances is not None:
-                frame = frame.assign(distance=frame["entity_id"].map(distances).astype(float))
-            if color_by == OUTLIER_COLUMN:
-                scores = outlier_scores_of(ws, fs.id, fs.version)
-                frame = frame.assign(**{OUTLIER_COLUMN: frame["entity_id"].map(scores).astype(float)})
-            if column is not None and column not in frame:  # a field named like a built-in column
-                column = f"metadata.{column}"
-            frame_key = json.dumps([projection.feature_set_id, projection.version, projection.params, fields,
-                                    ws.catalog.change_stamp(), color_by, last if color_by == "distance" else None],
-                                   sort_keys=True, default=str)
-            figure = kept_map_figure(frame, frame_key, column, ringed=last["results"] if last else (),
-                                     starred=last.get("query_entity") if last else None)
-            event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"),
-                                    key="map:chart")
-            chosen = selected_entity_ids(event, frame)
-            if chosen:
-                rows = frame[frame["entity_id"].isin(chosen)]
-                item_ids = [i for i in dict.fromkeys(rows["item_id"]) if i]
-                st.subheader(f"{len(rows)} selected")
-                here, save = st.columns([1, 3])
-                with save:
-                    selection_actions(ws, chosen, key="map:selected", default_name=f"{fs.name}-selection")
-                if here.button("Search from here", key="map:search-here", icon=":material/travel_explore:",
-                               help="Search this set for the nearest neighbours of the selection "
-                                    "(one point: its vector; several: their mean)"):
-                    search_from_here(ws.query_for_entities(fs, chosen), fs.id)
-                shown = item_ids[:GALLERY_LIMIT]
-                if len(item_ids) > len(shown):
-                    st.caption(f"Showing the first {len(shown)} of {len(item_ids)} items.")
-                items = ws.items_by_ids(shown)
-                item_gallery([items[i] for i in shown if i in items], columns=6, key="map:selection")
-            elif params["dims"] == 2:
-                st.caption("Drag on the map to draw a lasso (the box is in the chart's toolbar).")
+            draw_map(ws, fs, projection, params)

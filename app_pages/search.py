@@ -1,6 +1,10 @@
 """Search: by text, by a dropped image, by an existing item, or by a pasted vector or
 feature id; k nearest and a distance limit; item filters; a gallery and a table."""
+from __future__ import annotations
+
 import json
+from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
@@ -11,9 +15,24 @@ from components.selection import selection_actions
 from components.search import (distance_ceiling, distance_histogram, embed_query, item_filter_conditions,
                                query_distances)
 from components.state import user_errors, workspace
-from store import Feature, Filters, InvalidInput, Item
+from store import Dataset, Feature, FeatureSet, Filters, InvalidInput, Item, Pages, Workspace
 
 MODES = ["Text", "Image", "Item", "Vector or feature id"]
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
+
+
+@dataclass
+class Limits:
+    """What the form says besides the query: k, the distance limit and the item filters."""
+    k: int
+    ceiling: float
+    max_distance: float
+    conditions: list[tuple]
+
+    @property
+    def distance_limit(self) -> float | None:
+        """The slider's right end means no limit."""
+        return None if self.max_distance >= self.ceiling else self.max_distance
 
 
 def more_like_this(item: Item) -> None:
@@ -24,81 +43,94 @@ def more_like_this(item: Item) -> None:
     st.session_state.pop("search:custom", None)
 
 
-st.title("Search")
-st.caption("Nearest neighbours by true Euclidean distance, over every vector (exact search).")
+def text_query(ws: Workspace, fs: FeatureSet) -> list[float] | None:
+    text = st.text_input("Text", key="search:text", placeholder="e.g. how do I write a lambda")
+    if not text.strip():
+        return None
+    if not fs.model:
+        raise InvalidInput(f"{fs.name} has no model to turn text into a vector; pick a set made by a "
+                           "text model (e.g. all-MiniLM-L6-v2 or CLIP), or search by item or vector")
+    return embed_query(ws, fs, text=text.strip())
 
-with user_errors():
-    ws = workspace()
-    datasets = ws.datasets.list()
-    dataset_names = {d.id: d.name for d in datasets}
-    fs = feature_set_picker(ws, "Feature set to search", key="search:set")
-    if fs is not None and fs.count() == 0:
-        st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
 
-    query_input = None
-    if fs is not None:
-        mode = st.radio("Search by", MODES, horizontal=True, key="search:mode")
-        if mode == "Text":
-            text = st.text_input("Text", key="search:text", placeholder="e.g. how do I write a lambda")
-            if text.strip():
-                if not fs.model:
-                    raise InvalidInput(f"{fs.name} has no model to turn text into a vector; pick a set made by a "
-                                       "text model (e.g. all-MiniLM-L6-v2 or CLIP), or search by item or vector")
-                query_input = embed_query(ws, fs, text=text.strip())
-        elif mode == "Image":
-            dropped = st.file_uploader("Drop an image", type=["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"],
-                                       key="search:image")
-            if dropped is not None:
-                if not fs.model:
-                    raise InvalidInput(f"{fs.name} has no model to turn an image into a vector; pick a set made by "
-                                       "an image model (CLIP)")
-                st.image(dropped.getvalue(), caption=dropped.name, width=160)
-                query_input = embed_query(ws, fs, image_bytes=dropped.getvalue())
-        elif mode == "Item":
-            if not datasets:
-                st.info("No dataset yet: upload files first.")
-            else:
-                ids = [d.id for d in datasets]
-                if st.session_state.get("search:item-dataset") not in ids:
-                    st.session_state["search:item-dataset"] = ids[0]
-                ds_id = st.selectbox("Dataset", ids, key="search:item-dataset", format_func=dataset_names.get)
-                items = {i.id: i for i in ws.datasets.get(dataset_id=ds_id).items.list().all()}
-                if items:
-                    if st.session_state.get("search:item") not in items:
-                        st.session_state["search:item"] = next(iter(items))
-                    item_id = st.selectbox("Item", list(items), key="search:item",
-                                           format_func=lambda i: items[i].filename)
-                    feats = list(fs.features.list(entity_id=item_id).all())
-                    if not feats:
-                        raise InvalidInput(f"{items[item_id].filename} has no vector in {fs.name}; embed its "
-                                           "dataset into that set first, or pick another item")
-                    query_input = feats[0].id
-                    item_gallery([items[item_id]], columns=6, key="search:query-item")
-                else:
-                    st.info("This dataset has no items.")
-        else:
-            pasted = st.text_area("A vector (numbers separated by commas or spaces, or a JSON list) or a feature id",
-                                  key="search:vector", height=100)
-            query_input = parse_vector_or_id(pasted)
+def image_query(ws: Workspace, fs: FeatureSet) -> list[float] | None:
+    dropped = st.file_uploader("Drop an image", type=IMAGE_TYPES, key="search:image")
+    if dropped is None:
+        return None
+    if not fs.model:
+        raise InvalidInput(f"{fs.name} has no model to turn an image into a vector; pick a set made by "
+                           "an image model (CLIP)")
+    st.image(dropped.getvalue(), caption=dropped.name, width=160)
+    return embed_query(ws, fs, image_bytes=dropped.getvalue())
 
-        left, right = st.columns(2)
-        k = left.slider("k (how many neighbours)", 1, 100, 12, key="search:k")
-        ceiling = distance_ceiling(ws, fs)
-        max_distance = right.slider(
-            "Max distance (at the right end: no limit)", 0.0, ceiling, ceiling, step=ceiling / 200,
-            key=f"search:maxd:{fs.id}:{ceiling}", format="%.3f",
-        )
-        with st.expander("Item filters", expanded=False):
-            conditions = item_filter_conditions(datasets, key="search:filters",
-                                                items=fs.entity_type == "item")
 
-    filters = None
-    if fs is not None and query_input is not None:
-        filters = Filters(resource="items" if fs.entity_type == "item" else "annotations")
-        for condition in conditions:
-            filters.add(*condition)
-        filters.add_euclid(fs, query_input, k=k, max_distance=None if max_distance >= ceiling else max_distance)
+def item_query(ws: Workspace, fs: FeatureSet, datasets: list[Dataset]) -> str | None:
+    """The feature id of a picked item's vector in ``fs``."""
+    if not datasets:
+        st.info("No dataset yet: upload files first.")
+        return None
+    names = {d.id: d.name for d in datasets}
+    ids = list(names)
+    if st.session_state.get("search:item-dataset") not in ids:
+        st.session_state["search:item-dataset"] = ids[0]
+    ds_id = st.selectbox("Dataset", ids, key="search:item-dataset", format_func=names.get)
+    items = {i.id: i for i in ws.datasets.get(dataset_id=ds_id).items.list().all()}
+    if not items:
+        st.info("This dataset has no items.")
+        return None
+    if st.session_state.get("search:item") not in items:
+        st.session_state["search:item"] = next(iter(items))
+    item_id = st.selectbox("Item", list(items), key="search:item", format_func=lambda i: items[i].filename)
+    feats = list(fs.features.list(entity_id=item_id).all())
+    if not feats:
+        raise InvalidInput(f"{items[item_id].filename} has no vector in {fs.name}; embed its "
+                           "dataset into that set first, or pick another item")
+    item_gallery([items[item_id]], columns=6, key="search:query-item")
+    return feats[0].id
 
+
+def vector_query() -> list[float] | str | None:
+    pasted = st.text_area("A vector (numbers separated by commas or spaces, or a JSON list) or a feature id",
+                          key="search:vector", height=100)
+    return parse_vector_or_id(pasted)
+
+
+def draw_query(ws: Workspace, fs: FeatureSet, datasets: list[Dataset]) -> tuple[str, Any]:
+    """The "Search by" choice and its input: (mode, the query vector or feature id, or None)."""
+    mode = st.radio("Search by", MODES, horizontal=True, key="search:mode")
+    if mode == "Text":
+        return mode, text_query(ws, fs)
+    if mode == "Image":
+        return mode, image_query(ws, fs)
+    if mode == "Item":
+        return mode, item_query(ws, fs, datasets)
+    return mode, vector_query()
+
+
+def draw_limits(ws: Workspace, fs: FeatureSet, datasets: list[Dataset]) -> Limits:
+    left, right = st.columns(2)
+    k = left.slider("k (how many neighbours)", 1, 100, 12, key="search:k")
+    ceiling = distance_ceiling(ws, fs)
+    # The key carries the ceiling: a new scale starts the slider at its (new) right end.
+    max_distance = right.slider(
+        "Max distance (at the right end: no limit)", 0.0, ceiling, ceiling, step=ceiling / 200,
+        key=f"search:maxd:{fs.id}:{ceiling}", format="%.3f",
+    )
+    with st.expander("Item filters", expanded=False):
+        conditions = item_filter_conditions(datasets, key="search:filters", items=fs.entity_type == "item")
+    return Limits(k, ceiling, max_distance, conditions)
+
+
+def query_filters(fs: FeatureSet, query: Any, limits: Limits) -> Filters:
+    filters = Filters(resource="items" if fs.entity_type == "item" else "annotations")
+    for condition in limits.conditions:
+        filters.add(*condition)
+    filters.add_euclid(fs, query, k=limits.k, max_distance=limits.distance_limit)
+    return filters
+
+
+def draw_filter_json(filters: Filters | None) -> None:
+    """The form's query as JSON, and a box to run a typed filter JSON instead."""
     with st.expander("Advanced: the filter JSON", expanded="search:custom" in st.session_state):
         if filters is not None:
             st.caption("The current query, as JSON (`python -m store search --filter @query.json` runs it too):")
@@ -116,37 +148,70 @@ with user_errors():
             st.session_state.pop("search:custom", None)
             st.rerun()
 
-    custom = st.session_state.get("search:custom")
+
+def run_search(ws: Workspace, fs: FeatureSet | None, filters: Filters | None, custom: dict | None) -> Pages | None:
+    """A typed filter JSON wins over the form; None when there is nothing to run."""
     if custom is not None:
         st.info("Showing the results of your filter JSON.", icon=":material/data_object:")
-        pages = ws.search(custom)
-    elif filters is not None:
-        pages = ws.search(filters)
-    else:
-        pages = None
-        if fs is not None:
-            st.info("Give a query above: type text, drop an image, pick an item, or paste a vector or feature id.")
+        return ws.search(custom)
+    if filters is not None:
+        return ws.search(filters)
+    if fs is not None:
+        st.info("Give a query above: type text, drop an image, pick an item, or paste a vector or feature id.")
+    return None
 
+
+def draw_query_profile(ws: Workspace, fs: FeatureSet, mode: str, query: Any, limits: Limits, found: list) -> None:
+    """The distance histogram of the form's query, and the way to the map (which rings the results)."""
+    query_entity = st.session_state.get("search:item") if mode == "Item" else None
+    st.session_state["search:last"] = {"set_id": fs.id, "query": query, "query_entity": query_entity,
+                                       "results": [r.id for r in found]}
+    st.plotly_chart(distance_histogram(query_distances(ws, fs, query), kth=found[-1].distance,
+                                       max_distance=limits.distance_limit), key="search:histogram")
+    if st.button("Show on map", key="search:show-on-map", icon=":material/scatter_plot:",
+                 help="The Map page, coloured by distance to this query, its results ringed"):
+        st.session_state["map:set"] = fs.id
+        st.session_state["map:color"] = "distance"
+        st.switch_page("app_pages/map.py")
+
+
+def draw_results(ws: Workspace, pages: Pages, dataset_names: dict[str, str]) -> None:
+    found = pages.items
+    shown = [r for r in found if isinstance(r, Item)]
+    item_gallery(shown, key="search:results", columns=6, on_more=more_like_this)
+    results_table(rows(found, dataset_names), key="search:results")
+    if found and not isinstance(found[0], Feature):
+        selection_actions(ws, [r.id for r in found], key="search:selected", default_name="search-results")
+
+
+def draw_result_heading(pages: Pages) -> None:
+    found = pages.items
+    st.subheader(f"{len(found)} result{'s' if len(found) != 1 else ''}"
+                 + (f" of {pages.items_count}" if pages.items_count > len(found) else ""))
+    if not found:
+        st.info("Nothing matched: raise the max distance, loosen the filters, or check the feature set.")
+
+
+st.title("Search")
+st.caption("Nearest neighbours by true Euclidean distance, over every vector (exact search).")
+
+with user_errors():
+    ws = workspace()
+    datasets = ws.datasets.list()
+    fs = feature_set_picker(ws, "Feature set to search", key="search:set")
+    if fs is not None and fs.count() == 0:
+        st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
+    mode, query, filters = None, None, None
+    if fs is not None:
+        mode, query = draw_query(ws, fs, datasets)
+        limits = draw_limits(ws, fs, datasets)
+        if query is not None:
+            filters = query_filters(fs, query, limits)
+    draw_filter_json(filters)
+    custom = st.session_state.get("search:custom")
+    pages = run_search(ws, fs, filters, custom)
     if pages is not None:
-        found = pages.items
-        st.subheader(f"{len(found)} result{'s' if len(found) != 1 else ''}"
-                     + (f" of {pages.items_count}" if pages.items_count > len(found) else ""))
-        if not found:
-            st.info("Nothing matched: raise the max distance, loosen the filters, or check the feature set.")
-        if custom is None and found:
-            query_entity = st.session_state.get("search:item") if mode == "Item" else None
-            st.session_state["search:last"] = {"set_id": fs.id, "query": query_input, "query_entity": query_entity,
-                                               "results": [r.id for r in found]}
-            limit = None if max_distance >= ceiling else max_distance
-            st.plotly_chart(distance_histogram(query_distances(ws, fs, query_input), kth=found[-1].distance,
-                                               max_distance=limit), key="search:histogram")
-            if st.button("Show on map", key="search:show-on-map", icon=":material/scatter_plot:",
-                         help="The Map page, coloured by distance to this query, its results ringed"):
-                st.session_state["map:set"] = fs.id
-                st.session_state["map:color"] = "distance"
-                st.switch_page("app_pages/map.py")
-        shown = [r for r in found if isinstance(r, Item)]
-        item_gallery(shown, key="search:results", columns=6, on_more=more_like_this)
-        results_table(rows(found, dataset_names), key="search:results")
-        if found and not isinstance(found[0], Feature):
-            selection_actions(ws, [r.id for r in found], key="search:selected", default_name="search-results")
+        draw_result_heading(pages)
+        if custom is None and pages.items:
+            draw_query_profile(ws, fs, mode, query, limits, pages.items)
+        draw_results(ws, pages, {d.id: d.name for d in datasets})

@@ -45,7 +45,7 @@ def model_record(name: str, weights: str | None = None) -> dict:
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
     """Where models run: the GPU's name, or CPU."""
-    from store.embedders.devices import resolve_device
+    from store.embedders import resolve_device
 
     device = resolve_device(None)
     if device.startswith("cuda"):

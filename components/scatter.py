@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from store.analysis.projection import METRICS, map_frame
+from store.analysis import METRICS, map_frame
 
 METHOD_LABELS = {"umap": "UMAP", "pca": "PCA"}
 COLOR_CHOICES = {"dataset": "Dataset", "dir": "Folder", "label": "Label", "kind": "Kind",

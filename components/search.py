@@ -8,8 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import streamlit as st
 
-from store import Dataset, FeatureSet, Workspace
-from store.files import normalize_dir
+from store import Dataset, FeatureSet, Workspace, normalize_dir
 
 OPERATORS = ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"]
 HIDDEN = {"Visible only": False, "Hidden only": True, "Both": None}
@@ -43,7 +42,7 @@ def distance_ceiling(ws: Workspace, fs: FeatureSet) -> float:
 
 @st.cache_data(max_entries=256, show_spinner="Embedding the query…")
 def _embed(_ws: Workspace, set_id: str, model_json: str, text: str | None, image: bytes | None) -> list[float]:
-    from store.embedders.job import query_vector
+    from store.embedders import query_vector
 
     fs = _ws.feature_sets.get(feature_set_id=set_id)
     return np.asarray(query_vector(_ws, fs, text=text, image_bytes=image), dtype=np.float32).tolist()

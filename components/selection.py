@@ -10,7 +10,7 @@ import streamlit as st
 
 from components.state import user_errors
 from store import Workspace
-from store.io.selection import export_selection, save_selection
+from store.io import export_selection, save_selection
 
 
 @st.cache_data(max_entries=2, show_spinner="Writing the export…")

@@ -8,8 +8,7 @@ from typing import Any, Iterator
 
 import streamlit as st
 
-from store import FeaturelabError, Workspace
-from store.workspace import default_home
+from store import FeaturelabError, Workspace, default_home
 
 log = logging.getLogger("featurelab.app")
 
@@ -24,7 +23,7 @@ def _open_workspace(path: str, chroma_url: str | None) -> Workspace:
     if os.environ.get("FEATURELAB_WARM_NUMBA", "1") != "0":
         # umap's kernels load from (or compile into) the workspace's numba cache in the
         # background now, so the first map does not wait a minute for them.
-        from store.analysis.projection import warm_numba_cache
+        from store.analysis import warm_numba_cache
 
         warm_numba_cache(ws)
     return ws
