@@ -2,15 +2,20 @@
 
 The catalog is the source of truth. Vectors are kept here as float32 bytes, written in
 the same transaction as their feature row; Chroma is an index rebuilt from them
-(see ``vectors.py``).
+(see ``store/index``).
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from .files import path_glob
+from .ids import new_id
 
 SCHEMA_VERSION = 1
 
@@ -102,6 +107,8 @@ class Catalog:
         fresh = not path.exists()
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self.conn.row_factory = sqlite3.Row
+        # The filter language's folder globs ("/folder/**") compile to this function.
+        self.conn.create_function("path_glob", 2, path_glob, deterministic=True)
         if fresh:
             # 16 KiB pages hold seven 512-d float32 vectors with little waste.
             self.conn.execute("PRAGMA page_size=16384")
@@ -175,3 +182,22 @@ def free_item_name(c, dataset_id: str, folder: str, name: str) -> str:
         candidate = f"{stem} ({n}){dot}{ext}"
         n += 1
     return candidate
+
+
+def hide_items(c, item_ids: list[str], detail: dict, feature_set_id: str | None = None) -> tuple[str | None, list[str]]:
+    """Inside the transaction ``c``: hide the items of ``item_ids`` that are visible, as one
+    undoable action (see ``store.analysis.duplicates.undo``). Returns the action's id (None
+    when nothing was visible) and the items it hid; those hidden before are left out, so an
+    undo leaves them hidden."""
+    visible: list[str] = []
+    for start in range(0, len(item_ids), 900):
+        chunk = list(item_ids[start : start + 900])
+        marks = ",".join("?" * len(chunk))
+        visible += [r[0] for r in c.execute(f"SELECT id FROM items WHERE hidden = 0 AND id IN ({marks})", chunk)]
+        c.execute(f"UPDATE items SET hidden = 1 WHERE id IN ({marks})", chunk)
+    if not visible:
+        return None, []
+    action_id = new_id()
+    c.execute("INSERT INTO hide_actions (id, feature_set_id, item_ids, detail, created_at) VALUES (?,?,?,?,?)",
+              (action_id, feature_set_id, json.dumps(visible), json.dumps(detail), time.time()))
+    return action_id, visible

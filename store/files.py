@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import io
+import functools
 import mimetypes
 import os
 import posixpath
+import re
 import unicodedata
 import warnings
 from dataclasses import dataclass
@@ -128,3 +130,22 @@ def check_upload_size(name: str, size: int) -> None:
             f"{name}: {size / 2**20:.1f} MB is over the {MAX_UPLOAD_BYTES // 2**20} MB limit; "
             "split the file or raise FEATURELAB_MAX_UPLOAD_MB"
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern:
+    parts = re.split(r"(\*\*|\*)", pattern)
+    body = "".join(".*" if p == "**" else "[^/]*" if p == "*" else re.escape(p) for p in parts)
+    if pattern.endswith("/**"):  # a folder and everything below it, the folder itself included
+        body = re.escape(pattern[:-3]) if "*" not in pattern[:-3] else body[: -len("/.*")]
+        body = f"{body}(?:/.*)?"
+    return re.compile(body)
+
+
+def path_glob(pattern: str | None, value: str | None) -> bool:
+    """Whether a folder or file path matches a Dataloop-style glob: ``*`` is any run of
+    characters inside one folder name, ``**`` any run across folders, and ``/a/**`` is
+    ``/a`` and everything below it. Registered in SQLite as ``path_glob(pattern, value)``."""
+    if pattern is None or value is None:
+        return False
+    return _glob_regex(pattern).fullmatch(value) is not None

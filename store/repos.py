@@ -18,7 +18,6 @@ from .ids import SAFE_ID, new_id
 from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
 from .io.coco import import_coco
 from .search import language as q
-from .search.filters import Filters
 from .search.metric import EUCLIDEAN, METRICS
 
 if TYPE_CHECKING:
@@ -26,6 +25,27 @@ if TYPE_CHECKING:
 
 ENTITY_TYPES = ("item", "annotation")
 ProgressFn = Callable[[int, int], None]
+
+
+def unused_name(ws: "Workspace", table: str, name: Any, what: str, hint: str) -> str:
+    """``name`` stripped, refused when empty or already taken by another row of ``table``."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"a {what} needs a non-empty name")
+    name = name.strip()
+    if ws.catalog.one(f"SELECT 1 FROM {table} WHERE name=?", (name,)):
+        raise InvalidInput(f"a {what} named {name!r} already exists; pick another name or {hint}")
+    return name
+
+
+def check_metadata(metadata: Any) -> str:
+    """An item's metadata as JSON; ``system`` is refused: as in Dataloop, it holds the
+    store's own facts (size, mimetype...), which every item record fills in."""
+    if not isinstance(metadata, dict):
+        raise InvalidInput("metadata must be a JSON object (a dict)")
+    if "system" in metadata:
+        raise InvalidInput("metadata.system is reserved for featurelab's own facts (size, mimetype, ...); "
+                           "put your fields under metadata.user")
+    return check_json(metadata, "metadata")
 
 
 def check_json(value: Any, what: str) -> str:
@@ -40,15 +60,11 @@ class DatasetsRepo:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
 
-    def _make(self, row) -> Dataset:
+    def from_row(self, row) -> Dataset:
         return Dataset(row["id"], row["name"], row["created_at"], self.ws)
 
     def create(self, name: str) -> Dataset:
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidInput("a dataset needs a non-empty name")
-        name = name.strip()
-        if self.ws.catalog.one("SELECT 1 FROM datasets WHERE name=?", (name,)):
-            raise InvalidInput(f"a dataset named {name!r} already exists; pick another name or use datasets.get")
+        name = unused_name(self.ws, "datasets", name, "dataset", "use datasets.get")
         ds_id = new_id()
         with self.ws.catalog.transaction() as c:
             c.execute("INSERT INTO datasets (id, name, created_at) VALUES (?,?,?)", (ds_id, name, time.time()))
@@ -63,7 +79,7 @@ class DatasetsRepo:
             raise InvalidInput("give dataset_name or dataset_id")
         if row is None:
             raise NotFound(f"no dataset {dataset_id or dataset_name!r}; create it first or list them with `python -m store datasets`")
-        return self._make(row)
+        return self.from_row(row)
 
     def get_or_create(self, name: str) -> Dataset:
         try:
@@ -73,7 +89,15 @@ class DatasetsRepo:
 
     def list(self) -> list[Dataset]:
         rows = self.ws.catalog.all("SELECT * FROM datasets WHERE name NOT LIKE '.importing-%' ORDER BY created_at, name")
-        return [self._make(r) for r in rows]
+        return [self.from_row(r) for r in rows]
+
+    def rename(self, dataset_id: str, name: str) -> Dataset:
+        ds = self.get(dataset_id=dataset_id)
+        if name != ds.name:
+            name = unused_name(self.ws, "datasets", name, "dataset", "use datasets.get")
+            with self.ws.catalog.transaction() as c:
+                c.execute("UPDATE datasets SET name=? WHERE id=?", (name, ds.id))
+        return self.get(dataset_id=ds.id)
 
     def delete(self, dataset_id: str) -> None:
         ds = self.get(dataset_id=dataset_id)
@@ -140,15 +164,36 @@ class ItemsRepo:
         """Items of this dataset; ``filters`` in the filter language (vector search included)."""
         return self.ws.search(filters if filters is not None else {}, dataset_id=self.dataset_id)
 
-    def delete(self, item_ids: Sequence[str]) -> int:
-        found = self.ws.items_by_ids(list(item_ids))
+    def delete(self, item_ids: Sequence[str] | None = None, *, filters: Any = None) -> int:
+        """Delete these items, or (as the SDK's ``dataset.items.delete(filters=...)``) every
+        item of this dataset that ``filters`` passes, all or nothing. Returns how many."""
+        if filters is not None:
+            return self.ws.bulk(_with_operation(filters, {"delete": True}), dataset_id=self.dataset_id)
+        found = self.ws.items_by_ids(list(item_ids or []))
         foreign = [i for i in item_ids if i not in found or found[i].dataset_id != self.dataset_id]
         if foreign:
             raise NotFound(f"item(s) {foreign[:5]} are not in this dataset; nothing was deleted")
         return self.ws.delete_items(item_ids)
 
+    def update(self, *, filters: Any, update_values: dict | None = None, hidden: bool | None = None) -> int:
+        """Merge ``update_values`` into ``metadata.user`` (and set ``hidden``) of every item of
+        this dataset that ``filters`` passes, in one transaction; the SDK's
+        ``dataset.items.update(filters=..., update_values=...)``. Returns how many."""
+        values: dict = {"metadata": {"user": update_values}} if update_values else {}
+        if hidden is not None:
+            values["hidden"] = hidden
+        return self.ws.bulk(_with_operation(filters, {"update": values}), dataset_id=self.dataset_id)
+
     def count(self) -> int:
         return self.ws.catalog.scalar("SELECT COUNT(*) FROM items WHERE dataset_id=?", (self.dataset_id,))
+
+
+def _with_operation(filters: Any, operation: dict) -> dict:
+    """A filter (JSON or ``Filters``-like) with a bulk operation added."""
+    doc = dict(q.as_filter_json(filters) or {})
+    if doc and not set(doc) & q.CONTROL_KEYS:
+        doc = {"filter": doc}
+    return {**doc, **operation}
 
 
 def read_limited(path: Path) -> bytes:
@@ -222,7 +267,7 @@ class FeatureSetsRepo:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
 
-    def _make(self, row) -> FeatureSet:
+    def from_row(self, row) -> FeatureSet:
         return FeatureSet(
             id=row["id"], name=row["name"], size=row["size"], set_type=row["set_type"],
             entity_type=row["entity_type"], model=json.loads(row["model"]) if row["model"] else None,
@@ -245,7 +290,6 @@ class FeatureSetsRepo:
         model = model if model is not None else model_id
         if not isinstance(name, str) or not name.strip():
             raise InvalidInput("a feature set needs a non-empty name")
-        name = name.strip()
         if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 65536:
             raise InvalidInput(f"size must be a whole number from 1 to 65536 (the vector length), got {size!r}")
         entity_type = getattr(entity_type, "value", entity_type)
@@ -259,8 +303,7 @@ class FeatureSetsRepo:
             model = {"name": model}
         if model is not None and (not isinstance(model, dict) or not model.get("name")):
             raise InvalidInput("model must be a model name or a dict with a 'name'")
-        if self.ws.catalog.one("SELECT 1 FROM feature_sets WHERE name=?", (name,)):
-            raise InvalidInput(f"a feature set named {name!r} already exists; pick another name or get it by name")
+        name = unused_name(self.ws, "feature_sets", name, "feature set", "get it by name")
         if feature_set_id is not None and not SAFE_ID.fullmatch(feature_set_id):
             raise InvalidInput(f"feature set id {feature_set_id!r} must be 1 to 64 letters, digits, '_' or '-'")
         fs_id = feature_set_id or new_id()
@@ -286,7 +329,7 @@ class FeatureSetsRepo:
             raise NotFound(
                 f"no feature set {feature_set_id or feature_set_name!r}; list them with `python -m store sets`"
             )
-        return self._make(row)
+        return self.from_row(row)
 
     def resolve(self, feature_set: "FeatureSet | str") -> FeatureSet:
         """A set given as itself (read afresh: its version may have moved), its id or its name."""
@@ -300,7 +343,19 @@ class FeatureSetsRepo:
             return self.get(feature_set_name=feature_set)
 
     def list(self) -> list[FeatureSet]:
-        return [self._make(r) for r in self.ws.catalog.all("SELECT * FROM feature_sets ORDER BY created_at, name")]
+        return [self.from_row(r) for r in self.ws.catalog.all("SELECT * FROM feature_sets ORDER BY created_at, name")]
+
+    def update(self, feature_set_id: str, *, name: str | None = None, set_type: str | None = None) -> FeatureSet:
+        """Rename a set or change its free-text type; its vectors, size and model stay."""
+        fs = self.get(feature_set_id=feature_set_id)
+        if name is not None and name != fs.name:
+            name = unused_name(self.ws, "feature_sets", name, "feature set", "get it by name")
+        if set_type is not None and (not isinstance(set_type, str) or not set_type):
+            raise InvalidInput("set_type must be a non-empty string such as 'embeddings'")
+        with self.ws.catalog.transaction() as c:
+            c.execute("UPDATE feature_sets SET name=?, set_type=? WHERE id=?",
+                      (name or fs.name, set_type or fs.set_type, fs.id))
+        return self.get(feature_set_id=fs.id)
 
     def delete(self, feature_set_id: str) -> None:
         fs = self.get(feature_set_id=feature_set_id)
@@ -349,11 +404,14 @@ class FeaturesRepo:
             conditions.append({"entityId": self.entity_id})
         if entity_id is not None:
             conditions.append({"entityId": entity_id})
-        doc = filters.prepare() if isinstance(filters, Filters) else dict(filters or {})
-        if "filter" not in doc and doc:
+        doc = dict(q.as_filter_json(filters) or {})
+        if doc and not set(doc) & q.CONTROL_KEYS:
             doc = {"filter": doc}
-        if doc.get("filter"):
-            conditions.append(doc["filter"])
+        given = doc.get("filter")
+        if given and set(given) == {"$and"} and isinstance(given["$and"], list):
+            conditions += given["$and"]  # one flat $and, so that a $euclid in it is found
+        elif given:
+            conditions.append(given)
         doc["filter"] = {"$and": conditions} if conditions else {}
         doc["resource"] = "feature_vectors"
         return self.ws.search(doc)

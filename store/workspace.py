@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .blobs import BlobStore
-from .catalog import Catalog, free_item_name
+from .catalog import Catalog, free_item_name, hide_items
 from .errors import InvalidInput, NotFound, WorkspaceBusy
 from .files import check_upload_size, inspect, normalize_dir, safe_name
 from .ids import new_id
@@ -30,11 +30,20 @@ from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, Uplo
 from .io.transfer import export_dataset, import_dataset, remove_abandoned_imports
 from .repos import (
     DatasetAnnotations, DatasetsRepo, FeatureSetsRepo, FeaturesRepo, ItemAnnotations, ItemsRepo, check_json,
+    check_metadata,
 )
-from .search import exact
+from .search import exact, language as q
 from .search.engine import SearchEngine
 
 ProgressFn = Callable[[int, int], None]
+
+
+def merge_json(base: dict, patch: dict) -> dict:
+    """``base`` with ``patch`` merged in: objects merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in patch.items():
+        out[key] = merge_json(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def default_home() -> Path:
@@ -195,9 +204,7 @@ class Workspace:
                     raise InvalidInput(f"hidden must be true or false, got {hidden!r}")
                 c.execute("UPDATE items SET hidden=? WHERE id=?", (int(hidden), item_id))
             if metadata is not None:
-                if not isinstance(metadata, dict):
-                    raise InvalidInput("metadata must be a JSON object (a dict)")
-                c.execute("UPDATE items SET metadata=? WHERE id=?", (check_json(metadata, "metadata"), item_id))
+                c.execute("UPDATE items SET metadata=? WHERE id=?", (check_metadata(metadata), item_id))
         return self.get_item(item_id)
 
     def upload_one(
@@ -208,7 +215,7 @@ class Workspace:
             display = safe_name(name)
             folder = normalize_dir(folder)
             check_upload_size(display, len(data))
-            meta_json = check_json(metadata or {}, "metadata")
+            meta_json = check_metadata(metadata or {})
             facts = inspect(data, display)
         except InvalidInput as exc:
             return UploadResult(str(name), "rejected", None, str(exc))
@@ -472,6 +479,36 @@ class Workspace:
     def search(self, filters: Any, *, dataset_id: str | None = None) -> Pages:
         """Run a filter (the seed's custom_filter JSON, a ``Filters``, or a ``Query``)."""
         return self.engine.search(filters, dataset_id=dataset_id)
+
+    def bulk(self, filters: Any, *, dataset_id: str | None = None) -> int:
+        """Run a filter's bulk operation (``"delete": true`` or ``"update": {...}``, as the SDK
+        sends them) on every record it passes, paging ignored, all or nothing. Returns how many."""
+        query = q.parse(filters)
+        op = query.operation
+        if op is None:
+            raise InvalidInput('this filter has no operation; add "delete": true or "update": {...}')
+        if query.vector is not None:
+            raise InvalidInput("a bulk operation takes a plain filter, not a $euclid search; search, then delete the ids")
+        ids = self.engine.allowed_ids(query, dataset_id)
+        if op.kind == "delete":
+            return self.delete_items(ids) if query.resource == "items" else self.delete_annotations(ids)
+        return self._update_items(ids, op.values)
+
+    def _update_items(self, item_ids: Sequence[str], values: dict) -> int:
+        """Merge ``values["metadata"]`` into each item's metadata and set ``hidden``, in one transaction."""
+        patch = values.get("metadata") or {}
+        with self.catalog.transaction() as c:
+            for start in range(0, len(item_ids), 900):
+                chunk = list(item_ids[start : start + 900])
+                rows = c.execute(f"SELECT id, metadata FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                for item_id, metadata in rows.fetchall():
+                    merged = merge_json(json.loads(metadata), patch)
+                    c.execute("UPDATE items SET metadata=? WHERE id=?", (check_metadata(merged), item_id))
+            if values.get("hidden") is True:  # hiding is undoable, as near-duplicate hiding is
+                hide_items(c, list(item_ids), {"kind": "bulk update", "count": len(item_ids)})
+            elif values.get("hidden") is False:
+                c.executemany("UPDATE items SET hidden=0 WHERE id=?", [(i,) for i in item_ids])
+        return len(item_ids)
 
     def matrix(self, fs: FeatureSet) -> exact.VectorMatrix:
         """All vectors of a set in memory, cached until the set's version changes."""

@@ -7,8 +7,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+# The Dataloop SDK (dtlpy) keeps its cookie and logs under DATALOOP_PATH, read when it is
+# first imported: point it at a temporary folder so no test touches the user's ~/.dataloop.
+os.environ.setdefault("DATALOOP_PATH", tempfile.mkdtemp(prefix="featurelab-dtlpy-"))
 
 import pytest
 

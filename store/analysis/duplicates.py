@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..catalog import hide_items
 from ..errors import InvalidInput, NotFound
-from ..ids import new_id
 from ..records import FeatureSet
 from . import knn
 from .tables import annotation_rows
@@ -598,22 +598,11 @@ def hide_duplicates(
     targets = list(dict.fromkeys(
         i for g in chosen for e, i in zip(duplicates.groups[g].entity_ids, duplicates.groups[g].item_ids)
         if e not in kept_set and i and i not in kept_items))
-    action_id = new_id()
+    detail = {"kind": "duplicates", "rule": rule, "threshold": duplicates.threshold, "groups": len(chosen),
+              "kept": kept, "featureSet": duplicates.feature_set_name}
     with ws.catalog.transaction() as c:
-        visible = []
-        for start in range(0, len(targets), 900):
-            chunk = targets[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            visible += [r[0] for r in c.execute(f"SELECT id FROM items WHERE hidden = 0 AND id IN ({marks})", chunk)]
-        for start in range(0, len(visible), 900):
-            chunk = visible[start : start + 900]
-            c.execute(f"UPDATE items SET hidden = 1 WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-        if visible:
-            detail = {"kind": "duplicates", "rule": rule, "threshold": duplicates.threshold, "groups": len(chosen),
-                      "kept": kept, "featureSet": duplicates.feature_set_name}
-            c.execute("INSERT INTO hide_actions (id, feature_set_id, item_ids, detail, created_at) VALUES (?,?,?,?,?)",
-                      (action_id, duplicates.feature_set_id, json.dumps(visible), json.dumps(detail), time.time()))
-    return HideResult(action_id if visible else None, len(chosen), kept, len(visible),
+        action_id, visible = hide_items(c, targets, detail, duplicates.feature_set_id)
+    return HideResult(action_id, len(chosen), kept, len(visible),
                       len(targets) - len(visible), visible)
 
 

@@ -55,7 +55,7 @@ def duplicates(ws, args) -> None:
             print(json.dumps([{"id": a.id, "featureSetId": a.feature_set_id, "items": len(a.item_ids),
                                "createdAt": a.created_at, **a.detail} for a in actions], indent=2))
         for a in [] if args.json else actions:
-            print(f"{a.id}  {a.detail.get('featureSet', a.feature_set_id)}  hid {len(a.item_ids)} item(s)  "
+            print(f"{a.id}  {a.detail.get('featureSet') or a.detail.get('kind') or a.feature_set_id}  hid {len(a.item_ids)} item(s)  "
                   f"rule={a.detail.get('rule')}  threshold={a.detail.get('threshold')}")
         return
     if not args.feature_set or args.threshold is None:

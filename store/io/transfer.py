@@ -30,6 +30,7 @@ from ..files import FileFacts, inspect, normalize_dir, safe_name
 from ..ids import new_id
 from ..ids import SAFE_ID
 from ..records import Dataset, FeatureSet
+from ..search import language as q
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -39,26 +40,38 @@ STAGING_PREFIX = ".importing-"
 ProgressFn = Callable[[int, int], None]
 
 
-def _selected_sets(ws: "Workspace", include: bool, feature_sets: Iterable[Any] | None, feature_vector_filters: dict | None) -> list[FeatureSet]:
+def _selected_sets(ws: "Workspace", include: bool, feature_sets: Iterable[Any] | None) -> list[FeatureSet]:
     if not include:
         return []
     wanted = list(feature_sets or [])
-    if feature_vector_filters:
-        ids = feature_vector_filters.get("featureSetId")
-        if isinstance(ids, dict):
-            ids = ids.get("$in") or ids.get("$eq")
-        wanted += ids if isinstance(ids, list) else [ids] if ids else []
     if not wanted:
         return ws.feature_sets.list()
     return [fs if isinstance(fs, FeatureSet) else ws.feature_sets.resolve(fs) for fs in wanted]
 
 
-def _vectors_by_entity(ws: "Workspace", sets: list[FeatureSet]) -> dict[str, list[dict]]:
+def _vector_filter_pairs(ws: "Workspace", feature_vector_filters: Any) -> set[tuple[str, str]] | None:
+    """(set id, entity id) of the vectors that ``feature_vector_filters`` lets into the export
+    (a filter on feature vectors, e.g. the SDK's ``{"$and": [{"featureSetId": X}]}``); None:
+    all of them."""
+    if not feature_vector_filters:
+        return None
+    doc = q.as_filter_json(feature_vector_filters)
+    if isinstance(doc, dict) and not set(doc) & q.CONTROL_KEYS:
+        doc = {"filter": doc}
+    query = q.parse({**doc, "resource": "feature_vectors"})
+    if query.vector is not None:
+        raise InvalidInput("feature_vector_filters chooses which vectors to export; it cannot hold a $euclid search")
+    where, params = q.where_sql(query)
+    return {(r[0], r[1]) for r in ws.catalog.all(f"SELECT feature_set_id, entity_id FROM features WHERE {where}", params)}
+
+
+def _vectors_by_entity(ws: "Workspace", sets: list[FeatureSet], allowed: set[tuple[str, str]] | None) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for fs in sets:
         m = ws.matrix(fs)
         for eid, row in zip(m.entity_ids.tolist(), m.values):
-            out.setdefault(eid, []).append({"featureSetId": fs.id, "value": row.tolist()})
+            if allowed is None or (fs.id, eid) in allowed:
+                out.setdefault(eid, []).append({"featureSetId": fs.id, "value": row.tolist()})
     return out
 
 
@@ -80,7 +93,8 @@ def export_dataset(
     *,
     include_feature_vectors: bool = False,
     feature_sets: Iterable[Any] | None = None,
-    feature_vector_filters: dict | None = None,
+    feature_vector_filters: Any = None,
+    filters: Any = None,
     include_annotations: bool = True,
     export_type: str | None = None,
     progress: ProgressFn | None = None,
@@ -90,16 +104,27 @@ def export_dataset(
     ends in .zip or ``export_type='zip'``). Returns the path written. The output appears
     whole or not at all: it is built under a temporary name and renamed at the end.
     ``item_ids``: export only these items (from any dataset; ``dataset`` then only names the
-    export), in the order given; see ``store.io.selection.export_selection``."""
+    export), in the order given; see ``store.io.selection.export_selection``.
+    ``filters``: export only the items it passes (JSON or a ``Filters``-like object; the SDK's
+    ``Filters()`` leaves hidden items out). Without it every item goes, hidden ones with their
+    flag, so that an import gives the dataset back as it was. ``feature_vector_filters``: only
+    the vectors it passes (e.g. ``{"featureSetId": X}``)."""
     target = Path(local_path)
     as_zip = export_type == "zip" or (export_type is None and target.suffix.lower() == ".zip")
     if as_zip and target.suffix.lower() != ".zip":
         target = target.with_suffix(".zip")
     if target.exists() and (as_zip or any(target.iterdir())):
         raise InvalidInput(f"{target} already exists; choose a new {'file' if as_zip else 'empty folder'} to export to")
-    sets = _selected_sets(ws, include_feature_vectors, feature_sets, feature_vector_filters)
-    vectors = _vectors_by_entity(ws, sets)
-    items = list(dataset.items.list().all()) if item_ids is None else _items_by_ids(ws, item_ids)
+    allowed = _vector_filter_pairs(ws, feature_vector_filters)
+    sets = _selected_sets(ws, include_feature_vectors, feature_sets)
+    if allowed is not None:
+        with_vectors = {set_id for set_id, _ in allowed}
+        sets = [fs for fs in sets if fs.id in with_vectors]
+    vectors = _vectors_by_entity(ws, sets, allowed)
+    if item_ids is None:
+        items = list(dataset.items.list(filters).all())
+    else:
+        items = _items_by_ids(ws, item_ids)
     header = {
         "format": FORMAT,
         "exportedAt": time.time(),

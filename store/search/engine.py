@@ -12,6 +12,7 @@ The engine also keeps each set's vectors in memory (``matrix``), cached by versi
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ import numpy as np
 from ..errors import InvalidInput, NotFound
 from ..records import FeatureSet, Pages
 from . import exact, language as q, metric
-from .filters import Filters
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -31,13 +31,21 @@ _FROM = {
     "items": "items",
     "annotations": "annotations JOIN items ON items.id = annotations.item_id",
     "feature_vectors": "features",
+    "datasets": "datasets",
+    "feature_sets": "feature_sets",
 }
 _ORDER = {"items": "items.dir, items.name, items.id", "annotations": "annotations.created_at, annotations.id",
-          "feature_vectors": "features.rid"}
-_SELECT = {"items": "items.*", "annotations": "annotations.*", "feature_vectors": "features.*"}
-_ID_COLUMN = {"items": "items.id", "annotations": "annotations.id", "feature_vectors": "features.entity_id"}
-_DATASET_COLUMN = {"items": "items.dataset_id", "annotations": "items.dataset_id",
-                   "feature_vectors": "features.dataset_id"}
+          "feature_vectors": "features.rid", "datasets": "datasets.created_at, datasets.name",
+          "feature_sets": "feature_sets.created_at, feature_sets.name"}
+_SELECT = {"items": "items.*", "annotations": "annotations.*", "feature_vectors": "features.*",
+           "datasets": "datasets.*", "feature_sets": "feature_sets.*"}
+_ID_COLUMN = {"items": "items.id", "annotations": "annotations.id", "feature_vectors": "features.entity_id",
+              "datasets": "datasets.id", "feature_sets": "feature_sets.id"}
+# A search inside one dataset; a dataset's feature sets are those with vectors in it (as in Dataloop).
+_IN_DATASET = {"items": "items.dataset_id = ?", "annotations": "items.dataset_id = ?",
+               "feature_vectors": "features.dataset_id = ?", "datasets": "datasets.id = ?",
+               "feature_sets": "feature_sets.id IN (SELECT feature_set_id FROM features WHERE features.dataset_id = ?)"}
+_ALWAYS = {"datasets": "datasets.name NOT LIKE '.importing-%'"}  # imports in progress are not datasets yet
 
 
 @dataclass
@@ -94,13 +102,14 @@ class CatalogListing:
         where, params = self.engine.where(query, plan.dataset_id)
         table = _FROM[query.resource]
         total = ws.catalog.scalar(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)
+        order, order_params = q.order_sql(query, _ORDER[query.resource])
         rows = ws.catalog.all(
-            f"SELECT {_SELECT[query.resource]} FROM {table} WHERE {where} ORDER BY {_ORDER[query.resource]}"
-            " LIMIT ? OFFSET ?",
-            [*params, query.page_size, query.offset],
+            f"SELECT {_SELECT[query.resource]} FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, *order_params, query.page_size, query.offset],
         )
         make = {"items": ws.item_from_row, "annotations": ws.annotation_from_row,
-                "feature_vectors": ws.feature_from_row}[query.resource]
+                "feature_vectors": ws.feature_from_row, "datasets": ws.datasets.from_row,
+                "feature_sets": ws.feature_sets.from_row}[query.resource]
         return Answer([make(r) for r in rows], total)
 
 
@@ -113,9 +122,11 @@ class HnswRanker:
         self.engine = engine
 
     def can_answer(self, plan: Plan) -> bool:
-        # HNSW cannot rank farthest-first, and a process that does not own the index uses exact search.
+        # HNSW cannot rank farthest-first nor by other fields, and a process that does not own
+        # the index uses exact search.
         clause = plan.query.vector
-        return clause is not None and clause.approximate and not clause.descending and self.engine.ws.index is not None
+        return (clause is not None and clause.approximate and not clause.descending and not plan.query.sort
+                and self.engine.ws.index is not None)
 
     def rank(self, plan: Plan) -> Answer:
         engine, clause, query = self.engine, plan.query.vector, plan.query
@@ -145,10 +156,23 @@ class ExactRanker:
         engine, clause, query = self.engine, plan.query.vector, plan.query
         m = engine.matrix(plan.fs)
         rows = engine.allowed_rows(query, plan.dataset_id, m) if plan.filtered else None
-        hits = exact.search(m, plan.query_vector, rows, clause.distance_ops, clause.descending, plan.limit)
-        page_rows = hits.rows[query.offset :]
-        page_ids, page_d = m.entity_ids[page_rows].tolist(), hits.distances[query.offset :]
+        # With a sort, every passing vector is ranked first, then the sort orders them all.
+        limit = None if query.sort else plan.limit
+        hits = exact.search(m, plan.query_vector, rows, clause.distance_ops, clause.descending, limit)
+        ids, dists = m.entity_ids[hits.rows].tolist(), hits.distances
+        if query.sort:
+            ids, dists = engine.in_sort_order(query, plan.fs, ids, dists)
+        page_ids, page_d = ids[query.offset : plan.limit], dists[query.offset : plan.limit]
         return Answer(engine.records_with_distance(query.resource, plan.fs, page_ids, page_d), hits.total)
+
+
+def _sql_order(value: Any) -> tuple:
+    """A sort key that orders Python values as SQLite does: null, numbers, text, blobs."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, (int, float)):
+        return (1, value)
+    return (2, value) if isinstance(value, str) else (3, value)
 
 
 class SearchEngine:
@@ -178,20 +202,19 @@ class SearchEngine:
 
     # ---- answering ---------------------------------------------------------------------
     def search(self, filters: Any, *, dataset_id: str | None = None) -> Pages:
-        """Run a filter (the seed's custom_filter JSON, a ``Filters``, or a ``Query``)."""
-        if isinstance(filters, Filters):
-            query = q.parse(filters.prepare())
-        elif isinstance(filters, q.Query):
-            query = filters
-        else:
-            query = q.parse(filters)
+        """Run a filter (the seed's custom_filter JSON, a ``Filters`` or the SDK's, or a ``Query``)."""
+        query = filters if isinstance(filters, q.Query) else q.parse(filters)
+        if query.operation is not None:
+            raise InvalidInput(
+                f"this filter {query.operation.kind}s what it matches; run it with ws.bulk(...) "
+                f"(or dataset.items.{query.operation.kind}(filters=...)), not as a search"
+            )
         return self.answer(query, dataset_id)
 
     def answer(self, query: q.Query, dataset_id: str | None) -> Pages:
         """One page of the answer to ``query``, able to fetch the pages after it."""
         def fetch(page: int) -> Pages:
-            nxt = q.Query(query.resource, query.filter, query.vector, page, query.page_size)
-            return self.answer(nxt, dataset_id)
+            return self.answer(dataclasses.replace(query, page=page), dataset_id)
 
         plan = self.plan(query, dataset_id)
         found = self.choose(plan).rank(plan)
@@ -214,9 +237,11 @@ class SearchEngine:
     # ---- what the rankers share --------------------------------------------------------
     def where(self, query: q.Query, dataset_id: str | None) -> tuple[str, list]:
         """The query's filter (and dataset) as an SQL condition with its parameters."""
-        where, params = q.compile_where(query.filter, query.resource) if query.filter else ("1", [])
+        where, params = q.where_sql(query)
         if dataset_id is not None:
-            where, params = f"({where}) AND {_DATASET_COLUMN[query.resource]} = ?", [*params, dataset_id]
+            where, params = f"({where}) AND {_IN_DATASET[query.resource]}", [*params, dataset_id]
+        if query.resource in _ALWAYS:
+            where = f"({where}) AND {_ALWAYS[query.resource]}"
         return where, params
 
     def allowed_ids(self, query: q.Query, dataset_id: str | None) -> list[str]:
@@ -230,8 +255,8 @@ class SearchEngine:
         own filter ({"hidden": false}, ...) passes most of a set, and reading 100k ids from
         SQLite costs ten times the search itself, while a user runs query after query with
         the same filter."""
-        key = (m.version, id(m), query.resource, dataset_id, json.dumps(query.filter, sort_keys=True, default=str),
-               self.ws.catalog.change_stamp())
+        where, params = self.where(query, dataset_id)
+        key = (m.version, id(m), query.resource, where, json.dumps(params, default=str), self.ws.catalog.change_stamp())
         with self._matrix_lock:
             rows = self._allowed_cache.get(key)
         if rows is None:
@@ -241,6 +266,26 @@ class SearchEngine:
                 while len(self._allowed_cache) > 16:
                     self._allowed_cache.pop(next(iter(self._allowed_cache)))
         return rows
+
+    def in_sort_order(self, query: q.Query, fs: FeatureSet, entity_ids: list[str],
+                      distances: np.ndarray) -> tuple[list, np.ndarray]:
+        """Ranked entities reordered by the query's ``sort`` (SQLite's order: null, numbers,
+        text), ties by id."""
+        keys = q.sort_columns(query)
+        exprs = ", ".join(sql for sql, _, _ in keys)
+        params = tuple(p for _, ps, _ in keys for p in ps)
+        if query.resource == "feature_vectors":  # the entity's vector in this set
+            sql = f"SELECT features.entity_id, {exprs} FROM features WHERE features.feature_set_id = ? AND "
+            params = (*params, fs.id)
+        else:
+            sql = f"SELECT {_ID_COLUMN[query.resource]}, {exprs} FROM {_FROM[query.resource]} WHERE "
+        sql += f"{_ID_COLUMN[query.resource]} IN ({{}})"
+        values = {r[0]: tuple(r[1:]) for r in self.ws.rows_by_ids(sql, entity_ids, params)}
+        missing = (None,) * len(keys)
+        order = list(range(len(entity_ids)))
+        for k in reversed(range(len(keys))):  # stable sorts, last key first
+            order.sort(key=lambda i: _sql_order(values.get(entity_ids[i], missing)[k]), reverse=keys[k][2])
+        return [entity_ids[i] for i in order], np.asarray(distances)[order]
 
     def records_with_distance(self, resource: str, fs: FeatureSet, entity_ids: Sequence[str], distances) -> list:
         """The records of ranked entities, in rank order, each with its ``distance``."""

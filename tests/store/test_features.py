@@ -174,3 +174,21 @@ def test_deleted_chroma_folder_is_rebuilt_at_open_and_search_answers_as_before(t
         after = [(i.id, i.distance) for i in w.search(Filters().add_euclid(fs, values[2], k=5, approximate=True)).items]
         assert [i for i, _ in after] == [i for i, _ in before]
         assert np.allclose([d for _, d in after], [d for _, d in before], atol=1e-5)
+
+
+def test_rename_dataset_and_feature_set_keeps_their_contents(ws_embedded):
+    ds = ws_embedded.datasets.create("old")
+    ws_embedded.datasets.create("taken")
+    item = ds.items.upload_bytes(b"x", "x.txt").item
+    fs = ws_embedded.feature_sets.create(name="set", size=2)
+    fs.features.create([1.0, 2.0], item)
+    assert ws_embedded.datasets.rename(ds.id, "new").name == "new" and ds.items.count() == 1
+    with pytest.raises(InvalidInput, match="already exists"):
+        ws_embedded.datasets.rename(ds.id, "taken")
+    renamed = ws_embedded.feature_sets.update(fs.id, name="set2", set_type="clip")
+    assert (renamed.name, renamed.set_type, renamed.count()) == ("set2", "clip", 1)
+    hits = ws_embedded.search({"filter": {"value": {"$euclid": {"input": [1.0, 2.0]}}, "featureSetId": fs.id},
+                               "resource": "feature_vectors"}).items
+    assert [h.entity_id for h in hits] == [item.id]
+    with pytest.raises(InvalidInput, match="non-empty"):
+        ws_embedded.feature_sets.update(fs.id, name=" ")
