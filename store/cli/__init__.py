@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from ..errors import FeaturelabError
-from . import core, project, embed, sample, curate, collections, analyze  # noqa: F401  (registers commands)
+from . import core, project, embed, sample, curate, collections, analyze, serve  # noqa: F401  (registers commands)
 from .registry import COMMANDS, Command, command
 
 __all__ = ["COMMANDS", "Command", "build_parser", "command", "main"]
