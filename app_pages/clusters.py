@@ -11,6 +11,7 @@ import streamlit as st
 
 from components.gallery import item_gallery, thumbnail
 from components.pickers import feature_set_picker
+from components.scope import Scope, dataset_scope
 from components.scatter import map_figure, map_table, projection_controls
 from components.state import user_errors, workspace
 from store import FeaturelabError, FeatureSet, Item, Workspace
@@ -72,10 +73,10 @@ def cluster_label(cluster_id: int, name: str, width: int) -> str:
     return f"{cluster_id:>{width}}: {name}"
 
 
-def draw_settings(fs: FeatureSet) -> dict[str, Any]:
+def draw_settings(fs: FeatureSet, scope: Scope) -> dict[str, Any]:
     """The method, its parameter, the metadata key and the label field, as arguments of
-    ``cluster_feature_set`` (k and min_size both, the unused one at its default)."""
-    n = fs.count()
+    ``cluster_feature_set`` (k and min_size both, the unused one at its default; the scope)."""
+    n = fs.count() if scope.dataset_id is None else scope.counts[scope.dataset_id]
     if st.session_state.get("clusters:key-for") != fs.id:  # a new set: its own default key
         st.session_state["clusters:key"] = default_key(fs.name)
         st.session_state["clusters:key-for"] = fs.id
@@ -95,7 +96,8 @@ def draw_settings(fs: FeatureSet) -> dict[str, Any]:
                                 "the previous clusters.").strip()
     label_field = st.text_input("Name by a metadata field (optional)", key="clusters:label-field",
                                 placeholder="e.g. user.class (default: the annotation labels)").strip() or None
-    return {"method": method, "k": int(k), "min_size": int(min_size), "key": key, "label_field": label_field}
+    return {"method": method, "k": int(k), "min_size": int(min_size), "key": key, "label_field": label_field,
+            "dataset_id": scope.dataset_id}
 
 
 def draw_vocabulary(fs: FeatureSet) -> list[str] | None:
@@ -121,16 +123,17 @@ def run_clustering(ws: Workspace, fs: FeatureSet, settings: dict[str, Any], voca
     st.session_state["clusters:result"] = result
 
 
-def current_result(ws: Workspace, fs: FeatureSet, key: str) -> ClusterResult | None:
-    """This session's last run when it still matches the set and key, else the saved one."""
+def current_result(ws: Workspace, fs: FeatureSet, key: str, scope: Scope) -> ClusterResult | None:
+    """This session's last run when it still matches the set, key and scope, else the saved
+    one (when it was made in this scope)."""
     if not KEY_PATTERN.fullmatch(key):
         st.error("The key must be 1 to 64 letters, digits, '_' or '-'.")
         return None
     result = st.session_state.get("clusters:result")
     current = ws.feature_sets.get(feature_set_id=fs.id)
     if result is None or (result.feature_set_id, result.key, result.version) != (fs.id, key, current.version):
-        return load_result(ws, fs, key)
-    return result
+        result = load_result(ws, fs, key)
+    return result if result is not None and result.params.get("dataset_id") == scope.dataset_id else None
 
 
 def draw_summary(ws: Workspace, result: ClusterResult) -> None:
@@ -138,7 +141,9 @@ def draw_summary(ws: Workspace, result: ClusterResult) -> None:
     method_text = (f"k-means, k = {result.params['k']}" if result.method == "kmeans"
                    else f"HDBSCAN, smallest cluster {result.params['min_size']}")
     holder = "annotation" if result.entity_type == "annotation" else "item"
-    st.success(f"{len(result.clusters)} clusters of {len(result.entity_ids)} vectors ({method_text}), "
+    dataset_id = result.params.get("dataset_id")
+    where = f" of {ws.datasets.get(dataset_id=dataset_id).name}" if dataset_id else ""
+    st.success(f"{len(result.clusters)} clusters of {len(result.entity_ids)} vectors{where} ({method_text}), "
                f"saved as {holder} metadata `clusters.{result.key}`. Filter with "
                f'`{{"metadata.clusters.{result.key}.id": {result.clusters[0].id}}}`.')
     for warning in result.details.get("warnings", []):
@@ -152,8 +157,8 @@ def draw_summary(ws: Workspace, result: ClusterResult) -> None:
 def draw_cluster_map(ws: Workspace, fs: FeatureSet, result: ClusterResult) -> None:
     """The set's map coloured by cluster (projected on a button press when not cached)."""
     st.subheader("Map")
-    params = projection_controls(key="clusters")
-    projection = cached_projection(ws, fs, **params)
+    params = {**projection_controls(key="clusters"), "dataset_id": result.params.get("dataset_id")}
+    projection = cached_projection(ws, fs, **params)  # the map of the clustered scope
     if projection is None:
         st.info(f"No map of **{fs.name}** with these settings yet.")
         if st.button("Project", key="clusters:project", icon=":material/scatter_plot:"):
@@ -172,14 +177,15 @@ def draw_cluster_map(ws: Workspace, fs: FeatureSet, result: ClusterResult) -> No
     st.plotly_chart(map_figure(frame, "cluster"), key="clusters:map")
 
 
-def draw_cluster_items(ws: Workspace, result: ClusterResult) -> None:
+def draw_cluster_items(ws: Workspace, result: ClusterResult, scope: Scope) -> None:
     st.subheader("Items of a cluster")
     by_id = {c.id: c for c in result.clusters}
     picked = st.selectbox("Cluster", list(by_id), key="clusters:pick",
                           format_func=lambda i: f"{i}: {by_id[i].name} ({by_id[i].size})")
     members = result.members(picked, GALLERY_LIMIT)
     items = entity_items(ws, result, members)
-    st.caption(f"Closest to the centre first; the first {len(members)} of {by_id[picked].size}.")
+    st.caption(f"Closest to the centre first; the first {len(members)} of {by_id[picked].size}."
+               + (f" From {scope.sources(i.dataset_id for i in items)}." if scope.many else ""))
     item_gallery(items, columns=6, key="clusters:gallery")
 
 
@@ -195,14 +201,15 @@ with user_errors():
         st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
         fs = None
     if fs is not None:
-        settings = draw_settings(fs)
+        scope = dataset_scope(ws, fs, key="clusters:scope", label="Cluster the vectors of")
+        settings = draw_settings(fs, scope)
         vocabulary = draw_vocabulary(fs)
         if st.button("Run", key="clusters:run", type="primary", icon=":material/bubble_chart:"):
             run_clustering(ws, fs, settings, vocabulary)
-        result = current_result(ws, fs, settings["key"])
+        result = current_result(ws, fs, settings["key"], scope)
         if result is not None:
             draw_summary(ws, result)
             draw_cluster_map(ws, fs, result)
-            draw_cluster_items(ws, result)
+            draw_cluster_items(ws, result, scope)
         else:
             st.info("Pick a method and press **Run**.")

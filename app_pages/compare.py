@@ -13,6 +13,7 @@ import streamlit as st
 
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
+from components.scope import Scope, dataset_scope
 from components.scatter import COLOR_CHOICES, map_figure, map_table, projection_controls, selected_entity_ids
 from components.state import user_errors, workspace
 from store import FeatureSet, Item, Workspace
@@ -66,10 +67,10 @@ def ring(fig: Any, frame: pd.DataFrame, entity_ids: list[str]) -> None:
 
 
 def run_comparison(ws: Workspace, a: FeatureSet, b: FeatureSet, k: int, label_field: str | None,
-                   wanted: tuple) -> None:
-    """Compare and keep the result in the session, under what it was made from."""
+                   scope: Scope, wanted: tuple) -> None:
+    """Compare (within the scope) and keep the result in the session, under what it was made from."""
     with st.spinner("Finding the neighbours in both sets…"):
-        result = compare_sets(ws, a, b, k=k, label_field=label_field)
+        result = compare_sets(ws, a, b, k=k, label_field=label_field, dataset_id=scope.dataset_id)
         result.most_disagreeing(TOP_MAX)  # measures what the list below needs, so the vectors can go
         result.spaces = None
         st.session_state["compare:result"] = (wanted, result)
@@ -131,11 +132,12 @@ def both_projections(ws: Workspace, a: FeatureSet, b: FeatureSet,
     return projections
 
 
-def draw_maps(ws: Workspace, cmp: Comparison, a: FeatureSet, b: FeatureSet) -> None:
-    """Both maps side by side; a lasso or box on either rings the same items on both."""
+def draw_maps(ws: Workspace, cmp: Comparison, a: FeatureSet, b: FeatureSet, scope: Scope) -> None:
+    """Both maps (of the scope's points) side by side; a lasso or box on either rings the
+    same items on both."""
     st.subheader("Maps")
     st.caption("Draw a lasso or a box on either map: the same items are ringed on both.")
-    params = projection_controls(key="compare")
+    params = {**projection_controls(key="compare"), "dataset_id": scope.dataset_id}
     projections = both_projections(ws, a, b, params)
     if any(p is None for p in projections.values()):
         return
@@ -158,7 +160,10 @@ def draw_maps(ws: Workspace, cmp: Comparison, a: FeatureSet, b: FeatureSet) -> N
         if st.button("Clear the selection", key="compare:clear"):
             st.session_state.pop(PICKED, None)
             st.rerun()
-        item_gallery(items_of(ws, cmp, picked[:SELECTION_SHOWN]), columns=6, key="compare:selection")
+        shown = items_of(ws, cmp, picked[:SELECTION_SHOWN])
+        if scope.many:
+            st.caption(f"From {scope.sources(i.dataset_id for i in shown)}.")
+        item_gallery(shown, columns=6, key="compare:selection")
 
 
 st.title("Compare sets")
@@ -174,13 +179,15 @@ with user_errors():
     else:
         a = feature_set_picker(ws, "Set A", key="compare:a", sets=sets)
         b = feature_set_picker(ws, "Set B", key="compare:b", sets=[fs for fs in sets if fs.id != a.id])
+        scope = dataset_scope(ws, a, key="compare:scope", label="Compare the items of")
         left, right = st.columns(2)
         k = int(left.number_input("Neighbours per item (k)", 1, 100, 10, key="compare:k"))
         label_field = right.text_input("Label field (optional)", key="compare:label-field",
                                        placeholder="e.g. user.class (default: the annotation labels)").strip() or None
-        wanted = (a.id, a.version, b.id, b.version, k, label_field)  # a stored result counts only for these
+        # a stored result counts only for these
+        wanted = (a.id, a.version, b.id, b.version, k, label_field, scope.dataset_id)
         if st.button("Compare", key="compare:run", type="primary", icon=":material/compare_arrows:"):
-            run_comparison(ws, a, b, k, label_field, wanted)
+            run_comparison(ws, a, b, k, label_field, scope, wanted)
         stored = st.session_state.get("compare:result")
         cmp = stored[1] if stored and stored[0] == wanted else None
         if cmp is None:
@@ -188,4 +195,4 @@ with user_errors():
         else:
             draw_overview(cmp, k)
             draw_disagreements(ws, cmp, k)
-            draw_maps(ws, cmp, a, b)
+            draw_maps(ws, cmp, a, b, scope)

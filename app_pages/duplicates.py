@@ -13,6 +13,7 @@ import streamlit as st
 from components.gallery import item_gallery
 from components.selection import selection_actions
 from components.pickers import feature_set_picker
+from components.scope import Scope, dataset_scope
 from components.state import flash, user_errors, workspace
 from store import FeatureSet, Item, Workspace, analysis
 
@@ -22,18 +23,20 @@ MAX_MEMBERS = 18  # thumbnails per group
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring each vector's distance to its nearest neighbour…")
-def neighbour_distances(_ws: Workspace, set_id: str, token: str) -> analysis.NeighbourDistances:
-    return analysis.nearest_neighbor_distances(_ws, set_id)
+def neighbour_distances(_ws: Workspace, set_id: str, token: str, dataset_id: str | None) -> analysis.NeighbourDistances:
+    return analysis.nearest_neighbor_distances(_ws, set_id, dataset_id=dataset_id)
 
 
 @st.cache_data(max_entries=64, show_spinner="Finding near-duplicates…")
-def duplicate_groups(_ws: Workspace, set_id: str, token: str, threshold: float) -> analysis.Duplicates:
-    return analysis.duplicate_groups(_ws, set_id, threshold)
+def duplicate_groups(_ws: Workspace, set_id: str, token: str, dataset_id: str | None,
+                     threshold: float) -> analysis.Duplicates:
+    return analysis.duplicate_groups(_ws, set_id, threshold, dataset_id=dataset_id)
 
 
 @st.cache_data(max_entries=16, show_spinner="Ranking outliers…")
-def ranked_outliers(_ws: Workspace, set_id: str, token: str, k: int, top: int) -> list[analysis.Outlier]:
-    return analysis.outliers(_ws, set_id, k, top=top)
+def ranked_outliers(_ws: Workspace, set_id: str, token: str, dataset_id: str | None, k: int,
+                    top: int) -> list[analysis.Outlier]:
+    return analysis.outliers(_ws, set_id, k, top=top, dataset_id=dataset_id)
 
 
 def nice_ceiling(x: float) -> float:
@@ -89,11 +92,11 @@ def undo_button(ws: Workspace, fs: FeatureSet) -> None:
         st.rerun()
 
 
-def threshold_slider(fs: FeatureSet, nn: analysis.NeighbourDistances) -> float:
-    """The distance threshold, started at the suggestion for each new set or version."""
+def threshold_slider(fs: FeatureSet, nn: analysis.NeighbourDistances, scope: Scope) -> float:
+    """The distance threshold, started at the suggestion for each new set, version or scope."""
     ceiling = nice_ceiling(float(nn.distances.max()) * 1.05)
-    if st.session_state.get("dup:for") != (fs.id, fs.version):
-        st.session_state["dup:for"] = (fs.id, fs.version)
+    if st.session_state.get("dup:for") != (fs.id, fs.version, scope.dataset_id):
+        st.session_state["dup:for"] = (fs.id, fs.version, scope.dataset_id)
         st.session_state["dup:threshold"] = float(min(nn.suggested_threshold, ceiling))
     st.session_state["dup:threshold"] = float(min(st.session_state.get("dup:threshold", 0.0), ceiling))
     return st.slider("Distance threshold: vectors this close or closer are duplicates", 0.0, ceiling,
@@ -111,12 +114,14 @@ def draw_hide_all(ws: Workspace, dups: analysis.Duplicates) -> None:
         hide(ws, dups, rule_all, None)
 
 
-def draw_group(ws: Workspace, fs: FeatureSet, dups: analysis.Duplicates, n: int, noun: str) -> None:
-    """Group ``n``: its thumbnails, which one to keep, and hiding or saving the rest."""
+def draw_group(ws: Workspace, fs: FeatureSet, dups: analysis.Duplicates, n: int, noun: str, scope: Scope) -> None:
+    """Group ``n``: its thumbnails (and their datasets, when several are in view), which one
+    to keep, and hiding or saving the rest."""
     group = dups.groups[n]
     with st.container(border=True, key=f"dup:group:{n}"):
-        st.markdown(f"**Group {n + 1}** · {group.size} {noun} · closest pair at {group.min_distance:.4g}")
         shown = members(ws, group)
+        where = f" · from {scope.sources(i.dataset_id for i in shown)}" if scope.many else ""
+        st.markdown(f"**Group {n + 1}** · {group.size} {noun} · closest pair at {group.min_distance:.4g}{where}")
         item_gallery(shown[:MAX_MEMBERS], columns=6, key=f"dup:group:{n}:gallery")
         if len(shown) > MAX_MEMBERS:
             st.caption(f"… and {len(shown) - MAX_MEMBERS} more")
@@ -135,19 +140,20 @@ def draw_group(ws: Workspace, fs: FeatureSet, dups: analysis.Duplicates, n: int,
         selection_actions(ws, list(group.entity_ids), key=f"dup:save:{n}", default_name=f"{fs.name}-group-{n + 1}")
 
 
-def duplicates_view(ws: Workspace, fs: FeatureSet) -> None:
-    token = analysis.state_token(ws, fs)
-    nn = neighbour_distances(ws, fs.id, token)
+def duplicates_view(ws: Workspace, fs: FeatureSet, scope: Scope) -> None:
+    token = analysis.state_token(ws, fs, dataset_id=scope.dataset_id)
+    nn = neighbour_distances(ws, fs.id, token, scope.dataset_id)
     if len(nn.distances) < 2:
         st.info("Near-duplicates need at least two visible vectors in the set.")
         undo_button(ws, fs)
         return
-    threshold = threshold_slider(fs, nn)
+    threshold = threshold_slider(fs, nn, scope)
     st.plotly_chart(histogram(nn, threshold), key="dup:hist")
-    dups = duplicate_groups(ws, fs.id, token, float(threshold))
+    dups = duplicate_groups(ws, fs.id, token, scope.dataset_id, float(threshold))
     noun = "annotations" if fs.entity_type == "annotation" else "items"
+    across = " Copies in other datasets pair up too (all datasets)." if scope.many else ""
     st.caption(f"{nn.within(threshold)} of {len(nn.distances)} {noun} have another within {threshold:.4f}. "
-               "Hidden items are left out.")
+               f"Hidden items are left out.{across}")
     undo_button(ws, fs)
     if not dups.groups:
         st.info("No near-duplicates at this threshold: move the slider right to look further.")
@@ -157,12 +163,12 @@ def duplicates_view(ws: Workspace, fs: FeatureSet) -> None:
     if len(dups.groups) > MAX_GROUPS:
         st.caption(f"Showing the {MAX_GROUPS} largest groups.")
     for n in range(min(len(dups.groups), MAX_GROUPS)):
-        draw_group(ws, fs, dups, n, noun)
+        draw_group(ws, fs, dups, n, noun, scope)
 
 
-def outliers_view(ws: Workspace, fs: FeatureSet) -> None:
-    token = analysis.state_token(ws, fs)
-    count = fs.count()
+def outliers_view(ws: Workspace, fs: FeatureSet, scope: Scope) -> None:
+    token = analysis.state_token(ws, fs, dataset_id=scope.dataset_id)
+    count = fs.count() if scope.dataset_id is None else scope.counts[scope.dataset_id]
     if count < 2:
         st.info("Outliers need at least two vectors in the set.")
         return
@@ -170,10 +176,12 @@ def outliers_view(ws: Workspace, fs: FeatureSet) -> None:
     k = int(left.number_input("k: rank by the distance to the k-th nearest neighbour", 1, max(1, min(50, count - 1)),
                               min(5, count - 1), key="out:k"))
     top = int(right.slider("How many", 1, max(2, min(120, count)), min(24, count), key="out:top"))
-    found = ranked_outliers(ws, fs.id, token, k, top)
+    found = ranked_outliers(ws, fs.id, token, scope.dataset_id, k, top)
     st.caption(f"The {len(found)} vectors farthest from their {ordinal(k)} nearest neighbour; d = that distance. "
                "Hidden items are left out.")
     items = ws.items_by_ids([o.item_id for o in found if o.item_id])
+    if scope.many:
+        st.caption(f"From {scope.sources(items[o.item_id].dataset_id for o in found if o.item_id in items)}.")
     shown = []
     for o in found:
         if o.item_id in items:
@@ -194,8 +202,9 @@ with user_errors():
         st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
         fs = None
     if fs is not None:
+        scope = dataset_scope(ws, fs, key="dup:scope", label="Look within")
         view = st.radio("Show", VIEWS, horizontal=True, key="dup:view", label_visibility="collapsed")
         if view == VIEWS[0]:
-            duplicates_view(ws, fs)
+            duplicates_view(ws, fs, scope)
         else:
-            outliers_view(ws, fs)
+            outliers_view(ws, fs, scope)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
+from components.scope import Scope, dataset_scope
 from components.selection import selection_actions
 from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, kept_map_figure, map_table, projection_controls,
                                 remember, remembered, selected_entity_ids)
@@ -24,8 +25,8 @@ OUTLIER_COLUMN = f"distance to the {OUTLIER_K}th neighbour"
 
 
 @st.cache_data(max_entries=8, show_spinner="Measuring how far each point is from its neighbours…")
-def outlier_scores_of(_ws: Workspace, set_id: str, version: int) -> dict[str, float]:
-    return outlier_scores(_ws, set_id, OUTLIER_K)
+def outlier_scores_of(_ws: Workspace, set_id: str, version: int, dataset_id: str | None) -> dict[str, float]:
+    return outlier_scores(_ws, set_id, OUTLIER_K, dataset_id=dataset_id)
 
 
 def search_from_here(query: str | list[float], set_id: str) -> None:
@@ -37,14 +38,18 @@ def search_from_here(query: str | list[float], set_id: str) -> None:
     st.switch_page("app_pages/search.py")
 
 
-def map_projection(ws: Workspace, fs: FeatureSet, params: dict[str, Any]) -> Any:
-    """The cached projection, or one made on a button press; None until there is one."""
-    projection = cached_projection(ws, fs, **params)
+def map_projection(ws: Workspace, fs: FeatureSet, params: dict[str, Any], scope: Scope) -> Any:
+    """The cached projection (of the scope's points), or one made on a button press; None
+    until there is one."""
+    projection = cached_projection(ws, fs, **params, dataset_id=scope.dataset_id)
     if projection is None:
-        st.info(f"No map of **{fs.name}** with these settings yet ({fs.count()} vectors).")
+        count = fs.count() if scope.dataset_id is None else scope.counts[scope.dataset_id]
+        where = f" in {scope.label}" if scope.dataset_id is not None else ""
+        st.info(f"No map of **{fs.name}**{where} with these settings yet ({count} vectors).")
         if st.button("Project", key="map:project", type="primary", icon=":material/scatter_plot:"):
             bar = st.progress(0.0, text="starting…")
-            projection = project(ws, fs, **params, progress=lambda stage, fraction: bar.progress(
+            projection = project(ws, fs, **params, dataset_id=scope.dataset_id,
+                                 progress=lambda stage, fraction: bar.progress(
                 min(max(float(fraction), 0.0), 1.0), text=STAGE_LABELS.get(stage, stage)))
             bar.empty()
     return projection
@@ -88,7 +93,7 @@ def map_frame_for(ws: Workspace, fs: FeatureSet, projection: Any, color_by: str,
     if distances is not None:
         frame = frame.assign(distance=frame["entity_id"].map(distances).astype(float))
     if color_by == OUTLIER_COLUMN:
-        scores = outlier_scores_of(ws, fs.id, fs.version)
+        scores = outlier_scores_of(ws, fs.id, fs.version, projection.details.get("dataset_id"))
         frame = frame.assign(**{OUTLIER_COLUMN: frame["entity_id"].map(scores).astype(float)})
     return frame
 
@@ -112,16 +117,19 @@ def draw_selection(ws: Workspace, fs: FeatureSet, frame: pd.DataFrame, chosen: l
     item_gallery([items[i] for i in shown if i in items], columns=6, key="map:selection")
 
 
-def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, Any]) -> None:
+def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, Any], scope: Scope) -> None:
     how = "loaded from cache" if projection.from_cache else f"computed in {projection.details.get('seconds', 0):.1f} s"
-    st.caption(f"{len(projection.entity_ids)} points · {how}")
+    where = f" of {scope.label}" if scope.dataset_id is not None else ""
+    many = f" from {len(scope.counts)} datasets (colour by dataset to tell them apart)" if scope.many else ""
+    st.caption(f"{len(projection.entity_ids)} points{where}{many} · {how}")
     last = last_search(fs)
     color_by, column, fields = draw_color_choice(last)
     frame = map_frame_for(ws, fs, projection, color_by, fields, last)
     if column is not None and column not in frame:  # a field named like a built-in column
         column = f"metadata.{column}"
     # Names everything the frame was made from: the kept figure is rebuilt only when it changes.
-    frame_key = json.dumps([projection.feature_set_id, projection.version, projection.params, fields,
+    frame_key = json.dumps([projection.feature_set_id, projection.version, projection.params,
+                            projection.details.get("dataset_id"), fields,
                             ws.catalog.change_stamp(), color_by, last if color_by == "distance" else None],
                            sort_keys=True, default=str)
     figure = kept_map_figure(frame, frame_key, column, ringed=last["results"] if last else (),
@@ -146,7 +154,8 @@ with user_errors():
         st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
         fs = None
     if fs is not None:
+        scope = dataset_scope(ws, fs, key="map:scope", label="Points of")
         params = projection_controls(key="map")
-        projection = map_projection(ws, fs, params)
+        projection = map_projection(ws, fs, params, scope)
         if projection is not None:
-            draw_map(ws, fs, projection, params)
+            draw_map(ws, fs, projection, params, scope)

@@ -11,6 +11,7 @@ import streamlit as st
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
 from components.results import parse_vector_or_id, results_table, rows
+from components.scope import Scope, dataset_scope, remember_dataset
 from components.selection import selection_actions
 from components.search import (distance_ceiling, distance_histogram, embed_query, item_filter_conditions,
                                query_distances)
@@ -74,6 +75,7 @@ def item_query(ws: Workspace, fs: FeatureSet, datasets: list[Dataset]) -> str | 
     if st.session_state.get("search:item-dataset") not in ids:
         st.session_state["search:item-dataset"] = ids[0]
     ds_id = st.selectbox("Dataset", ids, key="search:item-dataset", format_func=names.get)
+    remember_dataset(ds_id)
     items = {i.id: i for i in ws.datasets.get(dataset_id=ds_id).items.list().all()}
     if not items:
         st.info("This dataset has no items.")
@@ -149,35 +151,45 @@ def draw_filter_json(filters: Filters | None) -> None:
             st.rerun()
 
 
-def run_search(ws: Workspace, fs: FeatureSet | None, filters: Filters | None, custom: dict | None) -> Pages | None:
-    """A typed filter JSON wins over the form; None when there is nothing to run."""
+def run_search(ws: Workspace, fs: FeatureSet | None, filters: Filters | None, custom: dict | None,
+               scope: Scope | None) -> Pages | None:
+    """A typed filter JSON wins over the form; None when there is nothing to run. Either runs
+    within the page's dataset scope."""
+    dataset_id = scope.dataset_id if scope is not None else None
     if custom is not None:
-        st.info("Showing the results of your filter JSON.", icon=":material/data_object:")
-        return ws.search(custom)
+        where = f" in {scope.label}" if dataset_id is not None else ""
+        st.info(f"Showing the results of your filter JSON{where}.", icon=":material/data_object:")
+        return ws.search(custom, dataset_id=dataset_id)
     if filters is not None:
-        return ws.search(filters)
+        return ws.search(filters, dataset_id=dataset_id)
     if fs is not None:
         st.info("Give a query above: type text, drop an image, pick an item, or paste a vector or feature id.")
     return None
 
 
-def draw_query_profile(ws: Workspace, fs: FeatureSet, mode: str, query: Any, limits: Limits, found: list) -> None:
+def draw_query_profile(ws: Workspace, fs: FeatureSet, mode: str, query: Any, limits: Limits, found: list,
+                       scope: Scope) -> None:
     """The distance histogram of the form's query, and the way to the map (which rings the results)."""
     query_entity = st.session_state.get("search:item") if mode == "Item" else None
     st.session_state["search:last"] = {"set_id": fs.id, "query": query, "query_entity": query_entity,
                                        "results": [r.id for r in found]}
-    st.plotly_chart(distance_histogram(query_distances(ws, fs, query), kth=found[-1].distance,
+    st.plotly_chart(distance_histogram(query_distances(ws, fs, query, scope.dataset_id), kth=found[-1].distance,
                                        max_distance=limits.distance_limit), key="search:histogram")
     if st.button("Show on map", key="search:show-on-map", icon=":material/scatter_plot:",
                  help="The Map page, coloured by distance to this query, its results ringed"):
         st.session_state["map:set"] = fs.id
         st.session_state["map:color"] = "distance"
+        if "search:scope" in st.session_state:  # the map looks at what the search looked at
+            st.session_state["map:scope"] = st.session_state["search:scope"]
         st.switch_page("app_pages/map.py")
 
 
-def draw_results(ws: Workspace, pages: Pages, dataset_names: dict[str, str]) -> None:
+def draw_results(ws: Workspace, pages: Pages, dataset_names: dict[str, str], scope: Scope | None) -> None:
     found = pages.items
     shown = [r for r in found if isinstance(r, Item)]
+    if scope is not None and len({r.dataset_id for r in shown}) > 1:  # say which copy is which
+        st.caption(f"From {scope.sources(r.dataset_id for r in shown)}: the table's dataset column says "
+                   "which result comes from which.")
     item_gallery(shown, key="search:results", columns=6, on_more=more_like_this)
     results_table(rows(found, dataset_names), key="search:results")
     if found and not isinstance(found[0], Feature):
@@ -201,17 +213,18 @@ with user_errors():
     fs = feature_set_picker(ws, "Feature set to search", key="search:set")
     if fs is not None and fs.count() == 0:
         st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
-    mode, query, filters = None, None, None
+    mode, query, filters, scope = None, None, None, None
     if fs is not None:
+        scope = dataset_scope(ws, fs, key="search:scope", label="Search in")
         mode, query = draw_query(ws, fs, datasets)
         limits = draw_limits(ws, fs, datasets)
         if query is not None:
             filters = query_filters(fs, query, limits)
     draw_filter_json(filters)
     custom = st.session_state.get("search:custom")
-    pages = run_search(ws, fs, filters, custom)
+    pages = run_search(ws, fs, filters, custom, scope)
     if pages is not None:
         draw_result_heading(pages)
         if custom is None and pages.items:
-            draw_query_profile(ws, fs, mode, query, limits, pages.items)
-        draw_results(ws, pages, {d.id: d.name for d in datasets})
+            draw_query_profile(ws, fs, mode, query, limits, pages.items, scope)
+        draw_results(ws, pages, {d.id: d.name for d in datasets}, scope)

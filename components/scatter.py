@@ -72,8 +72,10 @@ def map_table(ws, projection, fields: Sequence[str] = ()) -> pd.DataFrame:
     """``store.analysis.projection.map_frame`` of a projection, kept across reruns and sessions until
     the catalog changes: a lasso over 100k points must not re-read 100k items. Shared: never
     mutate it (``assign`` a copy instead)."""
+    # The key names the scope too: a dataset's map has other points than the whole set's.
     return _map_table(ws, projection, projection.feature_set_id, projection.version,
-                      json.dumps(projection.params, sort_keys=True), tuple(fields), ws.catalog.change_stamp())
+                      json.dumps([projection.params, projection.details.get("dataset_id")], sort_keys=True),
+                      tuple(fields), ws.catalog.change_stamp())
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -93,14 +93,20 @@ def item_filter_conditions(datasets: Sequence[Dataset], *, key: str, items: bool
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _profile(_ws: Workspace, set_id: str, version: int, query_json: str) -> np.ndarray:
+def _profile(_ws: Workspace, set_id: str, version: int, query_json: str, dataset_id: str | None) -> np.ndarray:
+    from store.analysis import scope_rows
+
     fs = _ws.feature_sets.get(feature_set_id=set_id)
-    return _ws.distances_to(fs, json.loads(query_json))[1]
+    entity_ids, distances = _ws.distances_to(fs, json.loads(query_json))
+    if dataset_id is None:
+        return distances
+    return distances[scope_rows(_ws, fs, entity_ids, dataset_id=dataset_id)]
 
 
-def query_distances(ws: Workspace, fs: FeatureSet, query: Any) -> np.ndarray:
-    """The distance of every vector of ``fs`` to the query (cached per set version and query)."""
-    return _profile(ws, fs.id, fs.version, json.dumps(query))
+def query_distances(ws: Workspace, fs: FeatureSet, query: Any, dataset_id: str | None = None) -> np.ndarray:
+    """The distance of every vector of ``fs`` (of one dataset's, when given) to the query
+    (cached per set version, query and scope)."""
+    return _profile(ws, fs.id, fs.version, json.dumps(query), dataset_id)
 
 
 def distance_histogram(distances: np.ndarray, *, kth: float | None, max_distance: float | None, bins: int = 60):

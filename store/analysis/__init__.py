@@ -1,7 +1,7 @@
 """The analysis wing: maps (``projection``, with ``layout`` for the GPU layout),
 near-duplicates and outliers (``duplicates``), named clusters (``clusters``) and two sets'
-neighbour lists (``compare``), on the shared exact kNN scans (``knn``) and point tables
-(``tables``).
+neighbour lists (``compare``), on the shared exact kNN scans (``knn``), point tables
+(``tables``) and dataset scopes (``scope``: which rows of a set an analysis looks at).
 
     from store.analysis import project, map_frame, duplicate_groups, cluster_feature_set
 
@@ -34,6 +34,7 @@ _EXPORTS = {
         "parse_vocabulary", "save_assignment",
     ),
     "compare": ("Comparison", "compare_sets", "label_agreement", "shared_counts"),
+    "scope": ("check_dataset", "scope_entities", "scope_rows", "vector_counts"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -40,7 +40,9 @@ other than a-z, 0-9 and '_' turned into one '_', at most 64 characters ("My CLIP
 "my_clip_set"). For an annotation set the value goes on each annotation's own metadata
 (an item can hold boxes in different clusters), so annotation filters reach it
 (``dataset.annotations.list({"metadata.clusters.<key>.id": 3})``). A rerun with the same key
-replaces the previous assignment everywhere (entities no longer clustered lose theirs). The
+replaces the previous assignment everywhere (entities no longer clustered lose theirs: a run
+scoped to one dataset, ``dataset_id``, leaves the key on that dataset's entities only; give
+another key to keep two datasets' clusters). The
 full result (centres' distances, names, central items) is also kept in the workspace cache,
 per set and key, for ``load_result``.
 """
@@ -61,6 +63,7 @@ from ..devices import resolve_device
 from ..errors import FeaturelabError, InvalidInput
 from ..records import FeatureSet
 from .knn import import_torch
+from .scope import scope_rows
 from .tables import annotation_rows, entity_labels
 
 if TYPE_CHECKING:
@@ -362,7 +365,7 @@ def cluster_feature_set(
     ws: "Workspace", feature_set: FeatureSet | str, *, method: str = "kmeans", k: int = 8, min_size: int = 5,
     seed: int = 0, max_iter: int = 300, key: str | None = None, vocabulary: Sequence[str] | None = None,
     template: str = PROMPT_TEMPLATE, label_field: str | None = None, central: int = 5, save: bool = True,
-    device: str | None = None, progress: ProgressFn | None = None,
+    device: str | None = None, progress: ProgressFn | None = None, dataset_id: str | None = None,
 ) -> ClusterResult:
     """Cluster a feature set (a ``FeatureSet``, its name or id) and name each cluster (see
     the module's docstring). ``method`` 'kmeans' (with ``k``, ``seed``, ``max_iter``) or
@@ -371,8 +374,9 @@ def cluster_feature_set(
     an item metadata field to name clusters by. ``central``: how many central entities to
     keep per cluster. With ``save`` (the default) the assignment is written to metadata under
     ``key`` (default ``default_key(set name)``), replacing that key's previous assignment,
-    and the result is cached for ``load_result``. ``progress(stage, fraction)``: stages
-    'load', 'cluster', 'name', 'save'."""
+    and the result is cached for ``load_result``. ``dataset_id``: cluster only that dataset's
+    entities (None: every dataset; ``params["dataset_id"]`` records a scope).
+    ``progress(stage, fraction)``: stages 'load', 'cluster', 'name', 'save'."""
     report = progress or (lambda stage, fraction: None)
     if method not in METHODS:
         raise InvalidInput(f"method must be one of {list(METHODS)}, got {method!r}")
@@ -386,16 +390,21 @@ def cluster_feature_set(
         raise InvalidInput(f"the prompt template must contain {{}} where the word goes, got {template!r}")
     report("load", 0.0)
     matrix = ws.matrix(fs)
-    n = len(matrix)
+    rows = scope_rows(ws, fs, matrix.entity_ids, dataset_id=dataset_id)
+    whole = len(rows) == len(matrix)  # no copy of the matrix without a scope
+    values = matrix.values if whole else matrix.values[rows]
+    entity_ids = matrix.entity_ids if whole else matrix.entity_ids[rows]
+    n = len(rows)
     if n == 0:
-        raise InvalidInput(f"feature set {fs.name!r} holds no vectors yet; add features, then cluster it")
+        where = "" if dataset_id is None else " in this dataset"
+        raise InvalidInput(f"feature set {fs.name!r} holds no vectors{where} yet; add features, then cluster it")
     report("cluster", 0.0)
     started = time.perf_counter()
     if method == "kmeans":
         k = _whole(k, "k", 1)
         if k > n:
             raise InvalidInput(f"k = {k} is more than the {n} vectors of {fs.name!r}; pick k from 1 to {n}")
-        km = kmeans(matrix.values, k, seed=seed, max_iter=max_iter, device=device,
+        km = kmeans(values, k, seed=seed, max_iter=max_iter, device=device,
                     progress=lambda f: report("cluster", f))
         labels = km.labels
         params = {"k": k, "seed": int(seed), "max_iter": int(max_iter)}
@@ -405,12 +414,14 @@ def cluster_feature_set(
         min_size = _whole(min_size, "min_size", 2)
         if n < min_size:
             raise InvalidInput(f"{fs.name!r} holds {n} vectors, fewer than min_size = {min_size}")
-        labels, details = _hdbscan(matrix.values, min_size)
+        labels, details = _hdbscan(values, min_size)
         params = {"min_size": min_size}
+    if dataset_id is not None:
+        params["dataset_id"] = dataset_id
     details["cluster_seconds"] = round(time.perf_counter() - started, 3)
     report("cluster", 1.0)
-    result = _name_clusters(ws, fs, matrix, labels, key, method, params, details, text_model, vocabulary,
-                            template, label_field, central, report)
+    result = _name_clusters(ws, fs, (values, entity_ids, matrix.version), labels, key, method, params, details,
+                            text_model, vocabulary, template, label_field, central, report)
     if save:
         report("save", 0.0)
         save_assignment(ws, result)
@@ -440,10 +451,11 @@ def _prompt_model(fs: FeatureSet, vocabulary: Sequence[str] | None) -> Any:
     return None
 
 
-def _name_clusters(ws, fs, matrix, labels, key, method, params, details, text_model, vocabulary, template,
+def _name_clusters(ws, fs, scoped, labels, key, method, params, details, text_model, vocabulary, template,
                    label_field, central, report) -> ClusterResult:
     report("name", 0.0)
-    values, entity_ids = matrix.values, matrix.entity_ids.copy()
+    values, entity_ids, version = scoped  # the scope's rows of the set's matrix
+    entity_ids = entity_ids.copy()
     ids = np.unique(labels)
     order = np.argsort(labels, kind="stable")
     member_rows = dict(zip(ids.tolist(), np.split(order, np.searchsorted(labels[order], ids[1:]))))
@@ -470,7 +482,7 @@ def _name_clusters(ws, fs, matrix, labels, key, method, params, details, text_mo
         clusters.append(cluster)
     clusters.sort(key=lambda c: (c.id < 0, c.id))
     report("name", 1.0)
-    return ClusterResult(fs.id, fs.name, matrix.version, fs.entity_type, key, method, params, entity_ids,
+    return ClusterResult(fs.id, fs.name, version, fs.entity_type, key, method, params, entity_ids,
                          labels.astype(np.int64), distances, clusters, details)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import InvalidInput
 from ..records import FeatureSet
 from .knn import exact_knn
+from .scope import scope_rows
 from .tables import entity_labels
 
 if TYPE_CHECKING:
@@ -183,12 +184,13 @@ def label_agreement(labels: list[str | None], rows: np.ndarray) -> np.ndarray:
 
 def compare_sets(
     ws: "Workspace", a: FeatureSet | str, b: FeatureSet | str, *, k: int = 10, label_field: str | None = None,
-    device: str | None = None, progress: ProgressFn | None = None,
+    device: str | None = None, progress: ProgressFn | None = None, dataset_id: str | None = None,
 ) -> Comparison:
     """Compare the neighbour lists of feature sets ``a`` and ``b`` (sets, names or ids) over
     the entities both hold: exact top-``k`` in each, per-entity overlap, and label agreement
     at k where entities carry a label (``label_field``, an item metadata field, else the
     annotation label). ``device``: 'cuda', 'cpu' or 'numpy' (default: CUDA when present).
+    ``dataset_id``: only that dataset's entities (None: every dataset).
     ``progress(stage, fraction)``: stages 'load', 'neighbours a', 'neighbours b', 'labels'."""
     report = progress or (lambda stage, fraction: None)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -204,7 +206,10 @@ def compare_sets(
     report("load", 0.0)
     started = time.perf_counter()
     ma, mb = ws.matrix(fa), ws.matrix(fb)
-    common, rows_a, rows_b = _common(ma.entity_ids, mb.entity_ids)
+    in_a = scope_rows(ws, fa, ma.entity_ids, dataset_id=dataset_id)
+    in_b = scope_rows(ws, fb, mb.entity_ids, dataset_id=dataset_id)
+    common, rows_a, rows_b = _common(ma.entity_ids[in_a], mb.entity_ids[in_b])
+    rows_a, rows_b = in_a[rows_a], in_b[rows_b]
     n = len(common)
     if n <= k:
         raise InvalidInput(
@@ -222,7 +227,7 @@ def compare_sets(
     details["knn_seconds"] = round(time.perf_counter() - t, 3)
     overlap = shared_counts(na, nb) / k
     out = Comparison(fa.id, fa.name, fb.id, fb.name, fa.entity_type, k, common, na, nb, overlap,
-                     only_a=len(ma) - n, only_b=len(mb) - n, label_field=label_field, details=details,
+                     only_a=len(in_a) - n, only_b=len(in_b) - n, label_field=label_field, details=details,
                      spaces=(va, vb, da, db))
     t = time.perf_counter()
     labels = entity_labels(ws, fa, common, label_field)

@@ -47,6 +47,7 @@ from ..catalog import hide_items
 from ..errors import InvalidInput, NotFound
 from ..records import FeatureSet
 from . import knn
+from .scope import scope_rows
 from .tables import annotation_rows
 
 if TYPE_CHECKING:
@@ -323,14 +324,6 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 6
 
 
-def _hidden_entities(ws: "Workspace", fs: FeatureSet) -> list[str]:
-    if fs.entity_type == "annotation":
-        sql = "SELECT annotations.id FROM annotations JOIN items ON items.id = annotations.item_id WHERE items.hidden = 1"
-    else:
-        sql = "SELECT id FROM items WHERE hidden = 1"
-    return [r[0] for r in ws.catalog.all(sql)]
-
-
 @dataclass
 class _Scope:
     fs: FeatureSet
@@ -340,28 +333,26 @@ class _Scope:
     key: tuple  # cache key: workspace, set, version, which rows
 
 
-def _rows(ws: "Workspace", fs: FeatureSet, include_hidden: bool):
+def _rows(ws: "Workspace", fs: FeatureSet, include_hidden: bool, dataset_id: str | None):
     """The set's vectors in memory, the rows considered, and a digest of which rows those are."""
     m = ws.matrix(fs)
-    if include_hidden:
-        rows = np.arange(len(m))
-    else:
-        hidden = _hidden_entities(ws, fs)
-        rows = np.flatnonzero(~np.isin(m.entity_ids, hidden)) if hidden else np.arange(len(m))
+    rows = scope_rows(ws, fs, m.entity_ids, dataset_id=dataset_id, include_hidden=include_hidden)
     return m, rows, hashlib.sha1(rows.astype(np.int64).tobytes()).hexdigest()[:16]
 
 
-def _scope(ws: "Workspace", feature_set: FeatureSet | str, include_hidden: bool) -> _Scope:
+def _scope(ws: "Workspace", feature_set: FeatureSet | str, include_hidden: bool,
+           dataset_id: str | None = None) -> _Scope:
     fs = ws.feature_sets.resolve(feature_set)
-    m, rows, digest = _rows(ws, fs, include_hidden)
+    m, rows, digest = _rows(ws, fs, include_hidden, dataset_id)
     values = m.values if len(rows) == len(m) else m.values[rows]
     return _Scope(fs, m.version, m.entity_ids[rows], values, (str(ws.path.resolve()), fs.id, m.version, digest))
 
 
-def state_token(ws: "Workspace", feature_set: FeatureSet | str, include_hidden: bool = False) -> str:
+def state_token(ws: "Workspace", feature_set: FeatureSet | str, include_hidden: bool = False,
+                dataset_id: str | None = None) -> str:
     """Changes whenever a result of this module for the set would: its version, and which of
-    its entities are hidden. For caches (the app's ``st.cache_data``)."""
-    m, _, digest = _rows(ws, ws.feature_sets.resolve(feature_set), include_hidden)
+    its entities are in scope (the dataset, hidden ones). For caches (the app's ``st.cache_data``)."""
+    m, _, digest = _rows(ws, ws.feature_sets.resolve(feature_set), include_hidden, dataset_id)
     return f"{m.version}-{digest}"
 
 
@@ -427,6 +418,7 @@ class Duplicates:
     threshold: float
     entities: int  # how many vectors were compared (hidden items' left out unless asked)
     groups: list[DuplicateGroup] = field(default_factory=list)
+    dataset_id: str | None = None  # the dataset compared within; None: all datasets (copies pair up)
 
     @property
     def redundant(self) -> int:
@@ -436,20 +428,22 @@ class Duplicates:
     def to_json(self) -> dict:
         return {"featureSetId": self.feature_set_id, "featureSet": self.feature_set_name,
                 "entityType": self.entity_type, "version": self.version, "threshold": self.threshold,
-                "entities": self.entities, "redundant": self.redundant,
+                "entities": self.entities, "redundant": self.redundant, "datasetId": self.dataset_id,
                 "groups": [g.to_json() for g in self.groups]}
 
 
 def duplicate_groups(
     ws: "Workspace", feature_set: FeatureSet | str, threshold: float, *, include_hidden: bool = False,
+    dataset_id: str | None = None,
 ) -> Duplicates:
     """The near-duplicate groups of a feature set (a ``FeatureSet``, its name or id): entities
     linked by distance <= ``threshold`` (connected, single linkage), groups of two or more,
     largest first, then the tightest (smallest distance between two members), then by first
     entity id. Members are ascending by entity id. Entities of hidden items are left out
-    unless ``include_hidden``. Exact: equal to brute force in float64."""
+    unless ``include_hidden``. ``dataset_id``: compare only that dataset's entities (None:
+    every dataset, so copies in two datasets pair up). Exact: equal to brute force in float64."""
     t = _check_threshold(threshold)
-    scope = _scope(ws, feature_set, include_hidden)
+    scope = _scope(ws, feature_set, include_hidden, dataset_id)
     n = len(scope.entity_ids)
     found: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, their nearest-neighbour distances)
     if n >= 2:
@@ -473,7 +467,7 @@ def duplicate_groups(
     at = 0
     for g in groups:
         g.item_ids, at = items[at : at + g.size], at + g.size
-    return Duplicates(scope.fs.id, scope.fs.name, scope.fs.entity_type, scope.version, t, n, groups)
+    return Duplicates(scope.fs.id, scope.fs.name, scope.fs.entity_type, scope.version, t, n, groups, dataset_id)
 
 
 @dataclass
@@ -499,11 +493,13 @@ class NeighbourDistances:
 
 def nearest_neighbor_distances(
     ws: "Workspace", feature_set: FeatureSet | str, *, include_hidden: bool = False,
+    dataset_id: str | None = None,
 ) -> NeighbourDistances:
-    """Every entity's distance to its nearest other entity (exact), for the histogram drawn
-    under a threshold slider, with a suggested threshold. Kept in memory per set version, so
-    ``duplicate_groups`` then only compares the entities that have a neighbour in reach."""
-    scope = _scope(ws, feature_set, include_hidden)
+    """Every entity's distance to its nearest other entity (exact; within ``dataset_id`` when
+    given), for the histogram drawn under a threshold slider, with a suggested threshold.
+    Kept in memory per set version and scope, so ``duplicate_groups`` then only compares the
+    entities that have a neighbour in reach."""
+    scope = _scope(ws, feature_set, include_hidden, dataset_id)
     if len(scope.entity_ids) < 2:
         dists = np.full(len(scope.entity_ids), np.inf)
     else:
@@ -660,22 +656,24 @@ class Outlier:
         return {"rank": self.rank, "entityId": self.entity_id, "itemId": self.item_id, "score": self.score}
 
 
-def _scores(ws: "Workspace", feature_set: FeatureSet | str, k: int, include_hidden: bool) -> tuple[_Scope, np.ndarray]:
-    scope = _scope(ws, feature_set, include_hidden)
+def _scores(ws: "Workspace", feature_set: FeatureSet | str, k: int, include_hidden: bool,
+            dataset_id: str | None) -> tuple[_Scope, np.ndarray]:
+    scope = _scope(ws, feature_set, include_hidden, dataset_id)
     k = _check_k(k, len(scope.entity_ids))
     return scope, _cached_knn(scope, k)[0][:, k - 1]
 
 
 def outliers(
     ws: "Workspace", feature_set: FeatureSet | str, k: int = 5, *, top: int | None = None,
-    include_hidden: bool = False,
+    include_hidden: bool = False, dataset_id: str | None = None,
 ) -> list[Outlier]:
     """Entities ranked by their exact distance to their k-th nearest other entity, farthest
     first (ties by entity id); the first ``top`` of them (default all). Hidden items'
-    entities are left out unless ``include_hidden``."""
+    entities are left out unless ``include_hidden``; ``dataset_id``: only that dataset's
+    entities, neighbours included (None: all datasets)."""
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise InvalidInput(f"top must be a whole number >= 1, got {top!r}")
-    scope, scores = _scores(ws, feature_set, k, include_hidden)
+    scope, scores = _scores(ws, feature_set, k, include_hidden, dataset_id)
     order = np.lexsort((scope.entity_ids, -scores))[: top if top is not None else None]
     ids = scope.entity_ids[order].tolist()
     items = _item_ids(ws, scope.fs, ids)
@@ -684,10 +682,12 @@ def outliers(
 
 def outlier_scores(
     ws: "Workspace", feature_set: FeatureSet | str, k: int = 5, *, include_hidden: bool = True,
+    dataset_id: str | None = None,
 ) -> dict[str, float]:
     """Entity id -> exact distance to its k-th nearest other entity, for every vector of the
-    set (hidden items' too by default, as the map shows them): colour a map by it."""
-    scope, scores = _scores(ws, feature_set, k, include_hidden)
+    set (of ``dataset_id`` only, when given; hidden items' too by default, as the map shows
+    them): colour a map by it."""
+    scope, scores = _scores(ws, feature_set, k, include_hidden, dataset_id)
     return dict(zip(scope.entity_ids.tolist(), scores.tolist()))
 
 

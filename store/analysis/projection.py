@@ -18,8 +18,10 @@ and the spectral initialisation. The exact graph is ``store.analysis.knn.exact_k
 table a map colours by is ``store.analysis.tables.point_table``.
 
 A projection is cached under ``<workspace>/cache/projections/<set id>/`` keyed by the set's
-version and the parameters: a revisit loads it, and any write to the set bumps the version,
-so a changed set is projected anew (older versions' files are removed then).
+version, the parameters and the dataset scope (``dataset_id``: only that dataset's points are
+projected, so a copy of the items in another dataset does not double the map): a revisit
+loads it, and any write to the set bumps the version, so a changed set is projected anew
+(older versions' files are removed then).
 
 umap's numba kernels take tens of seconds to compile in a fresh process. They are cached in
 ``<workspace>/cache/numba`` (``configure_numba_cache``), with caching switched on for the
@@ -51,6 +53,7 @@ from ..errors import InvalidInput
 from ..records import FeatureSet
 from .knn import exact_knn, knn_device
 from .layout import torch_layout
+from .scope import scope_rows
 from .tables import TABLE_COLUMNS, map_frame, point_table  # noqa: F401  (callers import them from here too)
 
 if TYPE_CHECKING:
@@ -146,8 +149,9 @@ def _cache_dir(ws: "Workspace", set_id: str) -> Path:
     return ws.path / "cache" / "projections" / safe
 
 
-def _cache_path(ws: "Workspace", set_id: str, version: int, params: dict) -> Path:
-    key = json.dumps({**params, "pipeline": PIPELINE_VERSION}, sort_keys=True)
+def _cache_path(ws: "Workspace", set_id: str, version: int, params: dict, dataset_id: str | None = None) -> Path:
+    scope = {} if dataset_id is None else {"dataset": dataset_id}  # unscoped keys stay as they were
+    key = json.dumps({**params, **scope, "pipeline": PIPELINE_VERSION}, sort_keys=True)
     return _cache_dir(ws, set_id) / f"v{version}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
 
 
@@ -180,11 +184,13 @@ def _save(path: Path, proj: Projection) -> None:
 def cached_projection(
     ws: "Workspace", feature_set: FeatureSet | str, *, method: str = "umap", dims: int = 2,
     n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "euclidean", seed: int | None = 42,
+    dataset_id: str | None = None,
 ) -> Projection | None:
-    """The cached projection of the set as it is now, or None when it must be computed."""
+    """The cached projection of the set (of one dataset's points) as it is now, or None
+    when it must be computed."""
     params = projection_params(method, dims, n_neighbors, min_dist, metric, seed)
     fs = ws.feature_sets.resolve(feature_set)
-    return _load(_cache_path(ws, fs.id, fs.version, params), fs.id, fs.version)
+    return _load(_cache_path(ws, fs.id, fs.version, params, dataset_id), fs.id, fs.version)
 
 
 def clear_projection_cache(ws: "Workspace", feature_set: FeatureSet | str | None = None) -> int:
@@ -419,20 +425,22 @@ def _key_lock(path: Path) -> threading.Lock:
 def project(
     ws: "Workspace", feature_set: FeatureSet | str, *, method: str = "umap", dims: int = 2,
     n_neighbors: int = 15, min_dist: float = 0.1, metric: str = "euclidean", seed: int | None = 42,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | None = None, dataset_id: str | None = None,
 ) -> Projection:
     """Project a feature set (a ``FeatureSet``, its name or id) to ``dims`` (2 or 3).
+    ``dataset_id``: project only that dataset's vectors (None: every dataset's), so copies
+    of the same items in another dataset neither crowd the map nor fill the kNN graph.
 
     ``method='umap'`` with umap-learn's ``n_neighbors``, ``min_dist`` and ``metric`` (one of
     ``METRICS``); ``seed`` makes the map reproducible (None: faster parallel layout, a new map
     each time). ``method='pca'`` is the quick look. The result is cached per set version and
-    parameters, so asking again is instant until the set changes. ``progress(stage, fraction)``
+    parameters (and scope), so asking again is instant until the set changes. ``progress(stage, fraction)``
     gets a stage name (keys of ``STAGE_LABELS``) and the overall fraction done, 0 to 1.
     """
     params = projection_params(method, dims, n_neighbors, min_dist, metric, seed)
     report = Progress(progress)
     fs = ws.feature_sets.resolve(feature_set)
-    hit = _load(_cache_path(ws, fs.id, fs.version, params), fs.id, fs.version)
+    hit = _load(_cache_path(ws, fs.id, fs.version, params, dataset_id), fs.id, fs.version)
     if hit is not None:
         report("cached", 1.0)
         return hit
@@ -440,19 +448,24 @@ def project(
         import_umap(ws)  # before anything below could pull numba in
     report("load", 0.0)
     matrix = ws.matrix(fs)  # vectors and the version they were read at
-    path = _cache_path(ws, fs.id, matrix.version, params)
+    path = _cache_path(ws, fs.id, matrix.version, params, dataset_id)
     with _key_lock(path):  # a second caller for the same map waits, then reads the first one's
         hit = _load(path, fs.id, matrix.version)
         if hit is not None:
             report("cached", 1.0)
             return hit
-        if len(matrix) == 0:
-            raise InvalidInput(f"feature set {fs.name!r} holds no vectors yet; add features, then project it")
+        rows = scope_rows(ws, fs, matrix.entity_ids, dataset_id=dataset_id)
+        if len(rows) == 0:
+            where = "" if dataset_id is None else " in this dataset"
+            raise InvalidInput(f"feature set {fs.name!r} holds no vectors{where} yet; add features, then project it")
+        whole = len(rows) == len(matrix)
         report("load", 1.0)
         started = time.perf_counter()
-        coords, details = project_values(matrix.values, params, report)
+        coords, details = project_values(matrix.values if whole else matrix.values[rows], params, report)
         details["seconds"] = round(time.perf_counter() - started, 3)
-        proj = Projection(fs.id, matrix.version, matrix.entity_ids.copy(), coords, params, details)
+        if dataset_id is not None:
+            details["dataset_id"] = dataset_id
+        proj = Projection(fs.id, matrix.version, matrix.entity_ids[rows].copy(), coords, params, details)
         report("save", 0.0)
         _save(path, proj)
     report("done", 1.0)

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .curate import add_dataset_scope, dataset_scope
 from .registry import command
 from ..errors import InvalidInput
 
@@ -23,6 +24,7 @@ def _cluster_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-field", metavar="FIELD", help="item metadata field to name clusters by, e.g. user.class")
     p.add_argument("--key", help="save under metadata.clusters.KEY (default: the set's name made safe)")
     p.add_argument("--no-save", action="store_true", help="print the clusters without writing metadata")
+    add_dataset_scope(p, "cluster")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -60,6 +62,7 @@ def clusters(ws, args) -> None:
         ws, args.feature_set, method=args.method, k=args.k, min_size=args.min_size, seed=args.seed,
         key=args.key, vocabulary=_read_vocabulary(args.vocabulary) if args.vocabulary else None,
         template=args.template or PROMPT_TEMPLATE, label_field=args.label_field, save=not args.no_save,
+        dataset_id=dataset_scope(ws, args.dataset),
     )
     central = [e for c in result.clusters for e in c.central[:3]]
     names = _names_of(ws, result.entity_type, central)
@@ -89,6 +92,7 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-field", metavar="FIELD",
                    help="item metadata field holding a label (default: the annotation label)")
     p.add_argument("--top", type=int, default=10, help="how many most-disagreeing items to list (default 10)")
+    add_dataset_scope(p, "compare")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -101,7 +105,8 @@ def compare(ws, args) -> None:
 
     if args.top < 0:
         raise InvalidInput(f"--top must be 0 or more, got {args.top}")
-    result = compare_sets(ws, args.a, args.b, k=args.k, label_field=args.label_field)
+    result = compare_sets(ws, args.a, args.b, k=args.k, label_field=args.label_field,
+                          dataset_id=dataset_scope(ws, args.dataset))
     doc = result.to_json(top=args.top)
     listed = {e for row in doc["mostDisagreeing"] for e in [row["entityId"], *row["neighboursA"], *row["neighboursB"]]}
     names = _names_of(ws, result.entity_type, sorted(listed))

@@ -15,6 +15,17 @@ from .registry import command
 from ..errors import InvalidInput
 
 
+def add_dataset_scope(p: argparse.ArgumentParser, what: str) -> None:
+    """The --dataset option of the analysis commands (clusters and compare use it too)."""
+    p.add_argument("--dataset", "-d", metavar="NAME",
+                   help=f"{what} only this dataset's vectors (default: every dataset the set spans)")
+
+
+def dataset_scope(ws, name: str | None) -> str | None:
+    """The id of the dataset named by --dataset, or None for every dataset."""
+    return ws.datasets.get(dataset_name=name).id if name else None
+
+
 def _names(ws, item_ids: list[str]) -> dict[str, str]:
     return {i: item.filename for i, item in ws.items_by_ids([i for i in item_ids if i]).items()}
 
@@ -26,6 +37,7 @@ def _duplicate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", "-t", type=float,
                    help="largest distance (true Euclidean) at which two vectors count as duplicates")
     p.add_argument("--include-hidden", action="store_true", help="compare hidden items too")
+    add_dataset_scope(p, "compare")
     p.add_argument("--hide", action="store_true", help="keep one per group and hide the rest (undoable)")
     p.add_argument("--keep", choices=[r for r in KEEP_RULES if r != "manual"], default="first",
                    help="which one to keep with --hide: first uploaded (default) or largest image")
@@ -60,7 +72,8 @@ def duplicates(ws, args) -> None:
         return
     if not args.feature_set or args.threshold is None:
         raise InvalidInput("give --feature-set and --threshold (or --undo ACTION_ID, or --actions)")
-    found = duplicate_groups(ws, args.feature_set, args.threshold, include_hidden=args.include_hidden)
+    found = duplicate_groups(ws, args.feature_set, args.threshold, include_hidden=args.include_hidden,
+                             dataset_id=dataset_scope(ws, args.dataset))
     names = _names(ws, [i for g in found.groups for i in g.item_ids])
     hidden = hide_duplicates(ws, found, args.keep) if args.hide and found.groups else None
     if args.json:
@@ -91,6 +104,7 @@ def _outlier_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", "-k", type=int, default=5, help="rank by the distance to the k-th nearest neighbour (default 5)")
     p.add_argument("--top", type=int, default=20, help="how many to print (default 20)")
     p.add_argument("--include-hidden", action="store_true", help="rank hidden items too")
+    add_dataset_scope(p, "rank")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -100,7 +114,8 @@ def outliers(ws, args) -> None:
     neighbour, farthest first."""
     from ..analysis.duplicates import outliers as rank
 
-    found = rank(ws, args.feature_set, args.k, top=args.top, include_hidden=args.include_hidden)
+    found = rank(ws, args.feature_set, args.k, top=args.top, include_hidden=args.include_hidden,
+                 dataset_id=dataset_scope(ws, args.dataset))
     names = _names(ws, [o.item_id for o in found])
     if args.json:
         print(json.dumps([{**o.to_json(), "name": names.get(o.item_id)} for o in found], indent=2))

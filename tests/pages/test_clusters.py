@@ -129,3 +129,24 @@ def test_clip_set_shows_the_vocabulary_and_names_by_it(open_page, app_ws, tiny_c
     table = _table(ok(at))
     assert sorted(table["name"]) == ["boat", "cat"]
     assert all(p.split()[0] in ("cat", "boat") for p in table["prompts"])
+
+
+def test_clusters_of_one_dataset_leave_the_copies_out(open_page, blobs, app_ws):
+    from store.io import save_selection
+
+    copy = save_selection(app_ws, [i.id for i in blobs["items"][:20]], "shapes-copy").dataset
+    at = ok(open_page(PAGE))
+    assert at.selectbox(key="clusters:scope").value == blobs["items"][0].dataset_id
+    at.number_input(key="clusters:k").set_value(3).run()
+    at.button(key="clusters:run").click().run()
+    assert "3 clusters of 30 vectors of shapes (k-means, k = 3)" in texts(ok(at))
+    assert sorted(_table(at)["size"]) == [10, 10, 10]
+    at.selectbox(key="clusters:scope").select(copy.id).run()
+    assert "Pick a method and press **Run**" in texts(ok(at))  # the other scope's result is not shown
+    at.number_input(key="clusters:k").set_value(2).run()
+    at.button(key="clusters:run").click().run()
+    assert "2 clusters of 20 vectors of shapes-copy" in texts(ok(at))
+    at.selectbox(key="clusters:scope").select("__all__").run()
+    at.number_input(key="clusters:k").set_value(3).run()
+    at.button(key="clusters:run").click().run()
+    assert "3 clusters of 50 vectors (k-means" in texts(ok(at)) and "From " in texts(at)

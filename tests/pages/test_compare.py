@@ -111,3 +111,21 @@ def test_picking_set_b_as_a_moves_b_to_another_set(open_page, two_sets):
     assert at.selectbox(key="compare:b").value == two_sets["a"].id
     at.button(key="compare:run").click().run()
     assert _metrics(ok(at))["Items in both"] == "24"
+
+
+def test_compare_within_one_dataset_or_all(open_page, two_sets, app_ws):
+    from store.io import save_selection
+
+    copy = save_selection(app_ws, [i.id for i in two_sets["items"][:12]], "pics-copy").dataset
+    at = ok(open_page(PAGE))
+    assert at.selectbox(key="compare:scope").value == two_sets["items"][0].dataset_id
+    at.number_input(key="compare:k").set_value(4).run()
+    at.button(key="compare:run").click().run()
+    assert _metrics(ok(at))["Items in both"] == "24"
+    at.selectbox(key="compare:scope").select(copy.id).run()
+    assert "press **Compare**" in texts(ok(at))  # a result counts for its own scope only
+    at.button(key="compare:run").click().run()
+    assert _metrics(ok(at))["Items in both"] == "12"
+    at.selectbox(key="compare:scope").select("__all__").run()
+    at.button(key="compare:run").click().run()
+    assert _metrics(ok(at))["Items in both"] == "36"

@@ -103,3 +103,25 @@ def test_a_group_saved_as_a_dataset(open_page, app_ws, planted):
     assert "Saved 2 items with 0 annotations and 2 in dups-set to copies." in texts(ok(at))
     saved = sorted(i.name for i in app_ws.datasets.get("copies").items.list().all())
     assert saved == ["10.png", "11.png"]
+
+
+def test_copies_in_another_dataset_pair_up_only_when_all_datasets_are_asked(open_page, app_ws, planted):
+    from store.io import save_selection
+
+    copy = save_selection(app_ws, [i.id for i in planted["items"]], "dups-copy").dataset
+    at = ok(open_page(PAGE))
+    assert at.selectbox(key="dup:scope").value == planted["items"][0].dataset_id  # the dataset being worked on
+    assert "2 group(s), 4 items beyond one per group" in [s.value for s in at.subheader]  # as without the copy
+    assert "from dups" not in texts(at)
+    at.selectbox(key="dup:scope").select("__all__").run()  # across datasets: each item pairs with its copy
+    assert "29 group(s), 31 items beyond one per group" in [s.value for s in ok(at).subheader]  # copies at 0
+    at.slider(key="dup:threshold").set_value(0.5).run()
+    assert "26 group(s), 34 items beyond one per group" in [s.value for s in ok(at).subheader]
+    assert "Group 1** · 8 items · closest pair at 0 · from dups (4), dups-copy (4)" in texts(at)
+    at.selectbox(key="dup:scope").select(copy.id).run()
+    assert "2 group(s), 4 items beyond one per group" in [s.value for s in ok(at).subheader]
+    at.radio(key="dup:view").set_value("Outliers").run()
+    gallery = [c for img in ok(at).image for c in img.captions]
+    assert gallery[0].startswith("/29.png") and " · d=0.0000" not in " ".join(gallery)  # no copy at 0 in scope
+    at.selectbox(key="dup:scope").select("__all__").run()
+    assert "From dups" in texts(ok(at))

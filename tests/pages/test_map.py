@@ -154,3 +154,26 @@ def test_the_figure_is_kept_across_reruns_until_something_it_shows_changes(open_
     assert {t["name"] for t in _spec(ok(at))["data"]} == {"train", "(none)"}
     small["items"][30].update(metadata={"user": {"split": "test"}})
     assert {t["name"] for t in _spec(ok(at.run()))["data"]} == {"train", "test", "(none)"}
+
+
+def test_the_map_of_one_dataset_leaves_the_copies_of_a_saved_selection_out(open_page, small, app_ws):
+    from store.io import save_selection
+
+    copy = save_selection(app_ws, [i.id for i in small["items"][:10]], "small-copy").dataset
+    at = open_page(PAGE)
+    at.radio(key="map:method").set_value("pca").run()
+    assert at.selectbox(key="map:scope").value == small["ds"].id and "No map of **small-set** in small" in texts(ok(at))
+    at.button(key="map:project").click().run()
+    names = {t["name"] for t in _spec(ok(at))["data"]}
+    points = sum(len(plotly_values(t["customdata"])) for t in _spec(at)["data"])
+    assert names == {"small"} and points == 40 and "40 points of small" in texts(at)
+    at.selectbox(key="map:scope").select(copy.id).run()
+    at.button(key="map:project").click().run()
+    assert sum(len(plotly_values(t["customdata"])) for t in _spec(ok(at))["data"]) == 10
+    assert {t["name"] for t in _spec(at)["data"]} == {"small-copy"}
+    at.selectbox(key="map:scope").select("__all__").run()
+    at.button(key="map:project").click().run()
+    assert {t["name"] for t in _spec(ok(at))["data"]} == {"small", "small-copy"}  # coloured by dataset
+    assert "50 points from 2 datasets" in texts(at)
+    at.selectbox(key="map:color").select("distance to the 5th neighbour").run()
+    assert len(charts(ok(at))) == 1

@@ -213,3 +213,24 @@ def test_results_saved_as_a_dataset(open_page, space, app_ws):
     assert copies["x1.png"].features.list().items[0].value.tolist() == [1, 0, 0]
     at.button(key="search:selected:save").click().run()  # the name is taken now: a plain message
     assert any("already exists" in e.value for e in at.error)
+
+
+def test_a_saved_selection_does_not_double_the_hits_of_a_scoped_search(open_page, app_ws, space):
+    from store.io import save_selection
+
+    copy = save_selection(app_ws, [i.id for i in space["items"].values()], "space-copy").dataset
+    at = ok(_by_vector(open_page("app_pages/search.py"), "0.9, 0.1, 0"))
+    scope = at.selectbox(key="search:scope")
+    assert scope.label == "Search in" and scope.value == space["ds"].id  # the first dataset with vectors
+    assert [n for n, _ in _table(at)] == ["x1.png", "origin.png", "y2.txt"]  # once each
+    assert set(at.dataframe[0].value["dataset"]) == {"space"}
+    hist = json.loads(charts(at)[0].proto.spec)
+    assert sum(plotly_values(hist["data"][0]["y"])) == 4  # the histogram counts the scope's vectors only
+
+    scope.select("__all__").run()  # "All datasets": every copy, and where each comes from
+    assert [n for n, _ in _table(ok(at))] == ["x1.png", "x1.png", "origin.png", "origin.png", "y2.txt", "y2.txt"]
+    assert "From space (3), space-copy (3)" in texts(at)
+    assert sum(plotly_values(json.loads(charts(at)[0].proto.spec)["data"][0]["y"])) == 8
+    at.selectbox(key="search:scope").select(copy.id).run()
+    assert set(ok(at).dataframe[0].value["dataset"]) == {"space-copy"} and len(at.dataframe[0].value) == 3
+    assert at.session_state["dataset:current"] == copy.id  # the dataset being worked on, for every page

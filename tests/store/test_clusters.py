@@ -361,3 +361,19 @@ def test_cli_clusters(run_cli, tmp_path):
         assert found == {"k0": {"k0"}, "k1": {"k1"}, "k2": {"k2"}}
     finally:
         ws.close()
+
+
+def test_clusters_scoped_to_a_dataset_leave_its_copy_out(ws_embedded):
+    from tests.store.scoped import clustered, copied_set
+
+    x = clustered(n=24)
+    (fs,), src, copy, items = copied_set(ws_embedded, x)
+    every = cluster_feature_set(ws_embedded, fs, k=3, save=False)
+    assert len(every.entity_ids) == 48 and "dataset_id" not in every.params
+    result = cluster_feature_set(ws_embedded, fs, k=3, dataset_id=copy.id, key="scoped")
+    assert len(result.entity_ids) == 24 and sum(c.size for c in result.clusters) == 24
+    assert result.params["dataset_id"] == copy.id
+    in_copy = {i.id for i in copy.items.list().all()}
+    assert set(result.entity_ids.tolist()) == in_copy
+    found = ws_embedded.search(Filters(custom_filter={"filter": {"metadata.clusters.scoped": {"$exists": True}}}))
+    assert found.items_count == 24 and {i.dataset_id for i in found.items} == {copy.id}

@@ -220,3 +220,17 @@ def test_most_disagreeing_breaks_ties_by_stretch(ws_embedded):
     for n in (1, 7, 50):
         assert cmp.most_disagreeing(n).tolist() == expected[:n].tolist()
     assert cmp.most_disagreeing(0).tolist() == [] and len(cmp.most_disagreeing(500)) == 50
+
+
+def test_compare_scoped_to_a_dataset(ws_embedded):
+    from tests.store.scoped import clustered, copied_set
+
+    (fa, fb), src, copy, _ = copied_set(ws_embedded, clustered(n=20), sets=2)
+    every = compare_sets(ws_embedded, fa, fb, k=1)
+    assert len(every.entity_ids) == 40
+    scoped = compare_sets(ws_embedded, fa, fb, k=1, dataset_id=src.id)
+    assert len(scoped.entity_ids) == 20 and scoped.only_a == scoped.only_b == 0
+    names = {i.id: i.dataset_id for i in ws_embedded.items_by_ids(scoped.entity_ids.tolist()).values()}
+    assert set(names.values()) == {src.id}
+    assert scoped.mean_overlap == 1.0  # b is a shifted a: the same neighbours, none of them a copy
+    assert np.all(scoped.neighbours_a == scoped.neighbours_b)

@@ -375,3 +375,55 @@ def test_cli_duplicates_hide_undo_and_outliers(run_cli, tmp_path):
     assert bad.returncode == 2 and "threshold must be a finite number >= 0" in bad.stderr
     bad = run_cli("outliers", "-s", fs.name, "-k", "50", ok=False)
     assert bad.returncode == 2 and "pick a smaller k" in bad.stderr
+
+
+# ---- dataset scope ------------------------------------------------------------------------------------------
+def test_scoped_duplicates_do_not_pair_the_copies_of_a_saved_selection(ws_embedded):
+    from store.analysis import scope_rows, vector_counts
+    from tests.store.scoped import clustered, copied_set
+
+    x = clustered()
+    (fs,), src, copy, items = copied_set(ws_embedded, x)
+    assert vector_counts(ws_embedded, fs) == {src.id: 30, copy.id: 30}
+    every = cu.duplicate_groups(ws_embedded, fs, 0.1)  # all datasets: each item pairs with its copy
+    assert every.entities == 60 and every.dataset_id is None
+    assert [g.size for g in every.groups] == [4] + [2] * 28
+    assert cu.nearest_neighbor_distances(ws_embedded, fs).within(0.0) == 60
+    for ds in (src, copy):
+        scoped = cu.duplicate_groups(ws_embedded, fs, 0.1, dataset_id=ds.id)
+        assert scoped.entities == 30 and scoped.dataset_id == ds.id
+        assert len(scoped.groups) == 1 and scoped.groups[0].size == 2  # only the real near-copies
+        assert {i.dataset_id for i in ws_embedded.items_by_ids(scoped.groups[0].item_ids).values()} == {ds.id}
+        assert scoped.to_json()["datasetId"] == ds.id
+        nn = cu.nearest_neighbor_distances(ws_embedded, fs, dataset_id=ds.id)
+        assert len(nn.entity_ids) == 30 and nn.within(0.0) == 0 and nn.suggested_threshold > 0
+    assert [g.entity_ids for g in cu.duplicate_groups(ws_embedded, fs, 0.1, dataset_id=src.id).groups] == \
+        [sorted([items[0].id, items[1].id])]
+    # Outliers: within one dataset no item has a copy at distance 0.
+    scores = cu.outlier_scores(ws_embedded, fs, 1, dataset_id=src.id)
+    assert set(scores) == {i.id for i in items} and min(scores.values()) > 0.001
+    assert min(cu.outlier_scores(ws_embedded, fs, 1).values()) == 0.0
+    ranked = cu.outliers(ws_embedded, fs, 2, dataset_id=copy.id)
+    assert len(ranked) == 30 and ranked[0].score > 1.0
+    # A scope with hidden items left out: one mechanism for both.
+    ws_embedded.get_item(items[5].id).update(hidden=True)
+    assert len(scope_rows(ws_embedded, fs, ws_embedded.matrix(fs).entity_ids, dataset_id=src.id,
+                          include_hidden=False)) == 29
+    assert cu.state_token(ws_embedded, fs, dataset_id=src.id) != cu.state_token(ws_embedded, fs, dataset_id=copy.id)
+    with pytest.raises(NotFound, match="no dataset"):
+        cu.duplicate_groups(ws_embedded, fs, 0.1, dataset_id="nope")
+
+
+def test_cli_duplicates_and_outliers_take_a_dataset(run_cli, tmp_path):
+    from store import Workspace
+    from tests.store.scoped import clustered, copied_set
+
+    with Workspace.open(tmp_path / "cli-ws") as ws:
+        (fs,), *_ = copied_set(ws, clustered())
+    assert run_cli("duplicates", "-s", fs.name, "-t", "0.1").stdout.startswith("29 group(s)")
+    out = run_cli("duplicates", "-s", fs.name, "-t", "0.1", "--dataset", "notes-copy").stdout
+    assert out.startswith("1 group(s) of near-duplicates in notes-set0 at distance <= 0.1 (30 vectors compared")
+    top = json.loads(run_cli("outliers", "-s", fs.name, "-k", "1", "--json", "--dataset", "notes").stdout)
+    assert len(top) == 20 and top[-1]["score"] > 0.001
+    bad = run_cli("outliers", "-s", fs.name, "--dataset", "nope", ok=False)
+    assert bad.returncode == 2

@@ -286,3 +286,22 @@ def test_warm_numba_cache_runs_in_a_background_thread(ws_embedded):
     import umap.layouts
 
     assert umap.layouts._nb_optimize_layout_euclidean_single_epoch.signatures  # compiled or loaded
+
+
+def test_a_scoped_map_projects_only_that_datasets_points_and_is_cached_apart(ws_embedded):
+    from store.analysis import point_table
+    from tests.store.scoped import clustered, copied_set
+
+    x = clustered(n=20)
+    (fs,), src, copy, items = copied_set(ws_embedded, x)
+    every = proj.project(ws_embedded, fs, method="pca")
+    assert len(every.entity_ids) == 40
+    scoped = proj.project(ws_embedded, fs, method="pca", dataset_id=copy.id)
+    assert len(scoped.entity_ids) == 20 and not scoped.from_cache
+    assert set(point_table(ws_embedded, fs, scoped.entity_ids)["dataset"]) == {"notes-copy"}
+    assert np.allclose(scoped.coords, proj.pca_coords(x, 2), atol=1e-3) or \
+        np.allclose(np.abs(scoped.coords), np.abs(proj.pca_coords(x, 2)), atol=1e-3)  # PCA up to sign
+    hit = proj.cached_projection(ws_embedded, fs, method="pca", dataset_id=copy.id)
+    assert hit is not None and hit.from_cache and list(hit.entity_ids) == list(scoped.entity_ids)
+    assert proj.cached_projection(ws_embedded, fs, method="pca", dataset_id=src.id) is None
+    assert len(proj.cached_projection(ws_embedded, fs, method="pca").entity_ids) == 40

@@ -349,3 +349,17 @@ def test_a_repeated_filter_sees_every_change_to_the_catalog(ws_embedded):
     finally:
         other.close()
     assert [i.id for i in ws_embedded.search(seed_filter).items] == [target.id]
+
+
+def test_a_saved_selection_doubles_hits_unless_the_search_is_scoped(ws):
+    from tests.store.scoped import clustered, copied_set
+
+    x = clustered()
+    (fs,), src, copy, items = copied_set(ws, x)
+    f = Filters().add_euclid(fs, x[7].tolist(), k=2)
+    every = ws.search(f).items  # the same item twice, at the same distance, from two datasets
+    assert [i.name for i in every] == ["07.txt", "07.txt"] and every[0].distance == every[1].distance == 0.0
+    assert {i.dataset_id for i in every} == {src.id, copy.id}
+    for ds in (src, copy):
+        hits = ws.search(Filters().add_euclid(fs, x[7].tolist(), max_distance=0.0), dataset_id=ds.id).items
+        assert [(i.name, i.dataset_id) for i in hits] == [("07.txt", ds.id)]

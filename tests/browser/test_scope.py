@@ -1,0 +1,70 @@
+"""Scope by dataset in Chromium: save the search results as a dataset of their own, and the
+next search (scoped to the dataset being worked on) shows each hit once, not twice; "All
+datasets" shows both copies and says which dataset each comes from."""
+import numpy as np
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.ui import choose, click, fill, goto, select, settle, shot, widget
+
+pytestmark = pytest.mark.browser
+
+NOTES = {"lambda.txt": [1.0, 0.0, 0.0], "loop.txt": [0.0, 2.0, 0.0], "class.txt": [0.0, 0.0, 3.0]}
+
+
+def make_notes(home) -> None:
+    from store import Workspace
+
+    ws = Workspace.open(str(home))
+    try:
+        ds = ws.datasets.create("browser-scope")
+        items = [r.item for r in ds.items.upload([(n, n.encode()) for n in NOTES])]
+        fs = ws.feature_sets.create(name="browser-scope-set", size=3)
+        ws.create_features(fs, np.array([NOTES[i.name] for i in items], np.float32), [i.id for i in items])
+    finally:
+        ws.close()
+
+
+def card(page, n: int) -> str:
+    cell = widget(page, f"search:results:cell:{n}")
+    expect(cell).to_contain_text(" d=", timeout=30_000)
+    return cell.inner_text().replace("\n", " ")
+
+
+def search_lambda(page) -> None:
+    choose(page, "search:mode", "Vector or feature id")
+    fill(page, "search:vector", "1, 0, 0")
+
+
+def test_a_saved_selection_does_not_double_the_next_search(page, server):
+    make_notes(server["home"])
+    goto(page, server["url"], "search", "Search")
+    select(page, "search:set", "browser-scope-set · size 3")
+    search_lambda(page)
+    expect(page.get_by_role("heading", name="3 results")).to_be_visible()
+    assert "/lambda.txt · d=0.0000" in card(page, 0)
+
+    # Save the results as a dataset: the same items and vectors, now in two datasets of the set.
+    page.get_by_role("button", name="Save or export these 3").click()
+    fill(page, "search:selected:save-name", "browser-scope-copy")
+    click(page, "search:selected:save")
+    expect(page.get_by_text("Saved 3 items with 0 annotations and 3 in browser-scope-set to browser-scope-copy.")
+           ).to_be_visible()
+    page.keyboard.press("Escape")
+    settle(page)
+
+    # The next search is scoped to the dataset being worked on: one hit for lambda.txt, not two.
+    goto(page, server["url"], "search", "Search")
+    select(page, "search:set", "browser-scope-set · size 3")
+    expect(widget(page, "search:scope").locator("input").first).to_be_visible()
+    search_lambda(page)
+    expect(page.get_by_role("heading", name="3 results")).to_be_visible()
+    assert "/lambda.txt · d=0.0000" in card(page, 0) and "lambda.txt" not in card(page, 1)
+    shot(page, "scope-one-hit")
+
+    # All datasets, on request: both copies, and which dataset each result comes from.
+    select(page, "search:scope", "All datasets")
+    expect(page.get_by_role("heading", name="6 results")).to_be_visible()
+    assert "/lambda.txt · d=0.0000" in card(page, 0) and "/lambda.txt · d=0.0000" in card(page, 1)
+    expect(page.get_by_text("From browser-scope (3), browser-scope-copy (3)")).to_be_visible()
+    shot(page, "scope-all-datasets")
