@@ -20,6 +20,7 @@ def page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page:
 sections = {
     "Data": [
         page("home.py", "Home", "home", default=True),
+        page("datasets.py", "Datasets", "photo_library"),
         page("upload.py", "Upload", "upload"),
         page("export.py", "Export and import", "import_export"),
     ],

@@ -50,31 +50,49 @@ def caption(item: Item) -> str:
     return base
 
 
+def open_button(item: Item, key: str) -> None:
+    """The cell's way into the item view (components.item_view), the same in every gallery."""
+    from components.item_view import request_item_view
+
+    st.button("Open", key=f"{key}:open:{item.id}", on_click=request_item_view, args=(key, item.id),
+              icon=":material/open_in_full:", width="stretch", help="Full size, metadata, annotations, vectors")
+
+
+def draw_cell(item: Item, thumb: int) -> None:
+    if item.kind == "image":
+        data = thumbnail(item.sha256, str(item.path), thumb)
+        if data:
+            st.image(data, caption=caption(item), width="stretch")
+        else:
+            st.caption(f"{caption(item)} (cannot show)")
+    elif item.kind == "text":
+        st.caption(caption(item))
+        st.text(snippet(item))
+    else:
+        st.caption(f"{caption(item)} ({item.mimetype})")
+
+
 def item_gallery(
     items: Sequence[Item],
     *,
     columns: int = 6,
     key: str,
     on_more: Callable[[Item], None] | None = None,
+    thumb: int = THUMB,
 ) -> None:
-    """Items in a grid; ``on_more`` adds a "More like this" button under each."""
+    """Items in a grid, each with an "Open" button (the item view); ``on_more`` adds a
+    "More like this" button under each; ``thumb`` is the thumbnails' size in pixels."""
+    from components.item_view import show_requested_item
+
     if not items:
         return
     for start in range(0, len(items), columns):
         cols = st.columns(columns)
         for offset, (col, item) in enumerate(zip(cols, items[start : start + columns])):
             with col.container(border=True, key=f"{key}:cell:{start + offset}"):
-                if item.kind == "image":
-                    data = thumbnail(item.sha256, str(item.path))
-                    if data:
-                        st.image(data, caption=caption(item), width="stretch")
-                    else:
-                        st.caption(f"{caption(item)} (cannot show)")
-                elif item.kind == "text":
-                    st.caption(caption(item))
-                    st.text(snippet(item))
-                else:
-                    st.caption(f"{caption(item)} ({item.mimetype})")
+                draw_cell(item, thumb)
+                open_button(item, key)
                 if on_more is not None:
                     st.button("More like this", key=f"{key}:more:{item.id}", on_click=on_more, args=(item,),
                               icon=":material/travel_explore:", width="stretch")
+    show_requested_item(key, [item.id for item in items])

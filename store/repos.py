@@ -21,19 +21,19 @@ from .search import language as q
 from .search.metric import EUCLIDEAN, METRICS
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from .workspace import DeletionSummary, Workspace
 
 ENTITY_TYPES = ("item", "annotation")
 ProgressFn = Callable[[int, int], None]
 
 
-def unused_name(ws: "Workspace", table: str, name: Any, what: str, hint: str) -> str:
+def unused_name(ws: "Workspace", table: str, name: Any, what: str) -> str:
     """``name`` stripped, refused when empty or already taken by another row of ``table``."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(f"a {what} needs a non-empty name")
     name = name.strip()
     if ws.catalog.one(f"SELECT 1 FROM {table} WHERE name=?", (name,)):
-        raise InvalidInput(f"a {what} named {name!r} already exists; pick another name or {hint}")
+        raise InvalidInput(f"a {what} named {name!r} already exists; pick another name")
     return name
 
 
@@ -64,7 +64,7 @@ class DatasetsRepo:
         return Dataset(row["id"], row["name"], row["created_at"], self.ws)
 
     def create(self, name: str) -> Dataset:
-        name = unused_name(self.ws, "datasets", name, "dataset", "use datasets.get")
+        name = unused_name(self.ws, "datasets", name, "dataset")
         ds_id = new_id()
         with self.ws.catalog.transaction() as c:
             c.execute("INSERT INTO datasets (id, name, created_at) VALUES (?,?,?)", (ds_id, name, time.time()))
@@ -94,10 +94,17 @@ class DatasetsRepo:
     def rename(self, dataset_id: str, name: str) -> Dataset:
         ds = self.get(dataset_id=dataset_id)
         if name != ds.name:
-            name = unused_name(self.ws, "datasets", name, "dataset", "use datasets.get")
+            name = unused_name(self.ws, "datasets", name, "dataset")
             with self.ws.catalog.transaction() as c:
                 c.execute("UPDATE datasets SET name=? WHERE id=?", (name, ds.id))
         return self.get(dataset_id=ds.id)
+
+    def deletion_summary(self, dataset_id: str) -> "DeletionSummary":
+        """What ``delete(dataset_id)`` would delete: its items, their files no other dataset
+        shares, their annotations and feature vectors."""
+        ds = self.get(dataset_id=dataset_id)
+        ids = [r[0] for r in self.ws.catalog.all("SELECT id FROM items WHERE dataset_id=?", (ds.id,))]
+        return self.ws.deletion_summary(ids)
 
     def delete(self, dataset_id: str) -> None:
         ds = self.get(dataset_id=dataset_id)
@@ -186,6 +193,36 @@ class ItemsRepo:
 
     def count(self) -> int:
         return self.ws.catalog.scalar("SELECT COUNT(*) FROM items WHERE dataset_id=?", (self.dataset_id,))
+
+    def browse(self, *, folder: str | None = None, subfolders: bool = True, hidden: bool | None = None,
+               filter: dict | None = None, sort: str = "filename", descending: bool = False,
+               page: int = 0, page_size: int = 48) -> Pages:
+        """One page of this dataset's items for a grid: in ``folder`` (and below it with
+        ``subfolders``), ``hidden`` or not (None: both), passing ``filter`` (a filter object of
+        the filter language, or a whole filter JSON whose ``filter`` is used), sorted by ``sort``."""
+        conditions: list[dict] = []
+        if folder:
+            folder = normalize_dir(folder)
+            if not subfolders:
+                conditions.append({"dir": folder})
+            elif folder != "/":
+                conditions.append({"dir": f"{folder}/**"})
+        if hidden is not None:
+            conditions.append({"hidden": bool(hidden)})
+        if filter:
+            if not isinstance(filter, dict):
+                raise InvalidInput('the item filter must be a JSON object, e.g. {"metadata.user.digit": 3}')
+            if "join" in filter:
+                raise InvalidInput("a vector search ($euclid join) runs on the Search page; here give item filters only")
+            conditions.append(filter.get("filter", {}) if set(filter) & q.CONTROL_KEYS else filter)
+        doc = {"filter": {"$and": conditions} if conditions else {}, "sort": {sort: "descending" if descending else "ascending"},
+               "page": int(page), "pageSize": int(page_size), "resource": "items"}
+        return self.list(doc)
+
+    def folders(self) -> list[str]:
+        """Every folder that holds an item of this dataset, sorted (for a folder picker)."""
+        rows = self.ws.catalog.all("SELECT DISTINCT dir FROM items WHERE dataset_id=? ORDER BY dir", (self.dataset_id,))
+        return [r[0] for r in rows]
 
 
 def _with_operation(filters: Any, operation: dict) -> dict:
@@ -303,7 +340,7 @@ class FeatureSetsRepo:
             model = {"name": model}
         if model is not None and (not isinstance(model, dict) or not model.get("name")):
             raise InvalidInput("model must be a model name or a dict with a 'name'")
-        name = unused_name(self.ws, "feature_sets", name, "feature set", "get it by name")
+        name = unused_name(self.ws, "feature_sets", name, "feature set")
         if feature_set_id is not None and not SAFE_ID.fullmatch(feature_set_id):
             raise InvalidInput(f"feature set id {feature_set_id!r} must be 1 to 64 letters, digits, '_' or '-'")
         fs_id = feature_set_id or new_id()
@@ -349,7 +386,7 @@ class FeatureSetsRepo:
         """Rename a set or change its free-text type; its vectors, size and model stay."""
         fs = self.get(feature_set_id=feature_set_id)
         if name is not None and name != fs.name:
-            name = unused_name(self.ws, "feature_sets", name, "feature set", "get it by name")
+            name = unused_name(self.ws, "feature_sets", name, "feature set")
         if set_type is not None and (not isinstance(set_type, str) or not set_type):
             raise InvalidInput("set_type must be a non-empty string such as 'embeddings'")
         with self.ws.catalog.transaction() as c:

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -44,6 +45,25 @@ def merge_json(base: dict, patch: dict) -> dict:
     for key, value in patch.items():
         out[key] = merge_json(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+@dataclass(frozen=True)
+class DeletionSummary:
+    """What deleting some items takes with it: the items, their files that no other item
+    shares (content-addressed files are kept while any item refers to them), their
+    annotations, and every feature vector of both (all sets)."""
+    items: int
+    files: int
+    annotations: int
+    features: int
+
+    def describe(self) -> str:
+        """One sentence for a confirmation, e.g. "3 items, 2 files, 1 annotation and 6 feature vectors"."""
+        def n(count: int, word: str) -> str:
+            return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+        return (f"{n(self.items, 'item')}, {n(self.files, 'file')} no longer referenced by any other item, "
+                f"{n(self.annotations, 'annotation')} and {n(self.features, 'feature vector')}")
 
 
 def default_home() -> Path:
@@ -173,7 +193,8 @@ class Workspace:
     def get_item(self, item_id: str) -> Item:
         row = self.catalog.one("SELECT * FROM items WHERE id=?", (item_id,))
         if row is None:
-            raise NotFound(f"no item with id {item_id!r}; list items with `python -m store items --dataset NAME`")
+            raise NotFound(f"no item with id {item_id!r}: it was deleted, or the id is mistyped (the Datasets page and "
+                           "`python -m store items --dataset NAME` list the items)")
         return self.item_from_row(row)
 
     def rows_by_ids(self, sql: str, ids: Sequence[str], params: tuple = ()) -> list:
@@ -258,6 +279,23 @@ class Workspace:
         self.after_feature_write(touched)
         self._drop_unreferenced_blobs(shas)
         return len(ids)
+
+    def deletion_summary(self, item_ids: Sequence[str]) -> DeletionSummary:
+        """What ``delete_items(item_ids)`` would delete, counted without deleting (unknown ids
+        count for nothing)."""
+        ids = list(dict.fromkeys(item_ids))
+        inside: dict[str, int] = {}
+        for sha, count in self.rows_by_ids("SELECT sha256, COUNT(*) FROM items WHERE id IN ({}) GROUP BY sha256", ids):
+            inside[sha] = inside.get(sha, 0) + count
+        shas = list(inside)
+        if len(shas) > 900:  # no index on sha256 alone: one scan beats a scan per chunk
+            everywhere = dict(self.catalog.all("SELECT sha256, COUNT(*) FROM items GROUP BY sha256"))
+        else:
+            everywhere = dict(self.rows_by_ids("SELECT sha256, COUNT(*) FROM items WHERE sha256 IN ({}) GROUP BY sha256", shas))
+        ann = [r[0] for r in self.rows_by_ids("SELECT id FROM annotations WHERE item_id IN ({})", ids)]
+        features = sum(r[0] for r in self.rows_by_ids("SELECT COUNT(*) FROM features WHERE entity_id IN ({})", ids + ann))
+        return DeletionSummary(items=sum(inside.values()), files=sum(1 for s in shas if everywhere[s] == inside[s]),
+                               annotations=len(ann), features=features)
 
     def _drop_unreferenced_blobs(self, shas: Iterable[str]) -> None:
         for sha in shas:

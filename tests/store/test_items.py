@@ -196,3 +196,69 @@ def test_stale_temp_files_of_dead_writers_are_removed_live_ones_kept(ws_embedded
     live.write_bytes(b"being written")
     assert blobs.remove_stale_temp_files() == 1
     assert not stale.exists() and live.exists()
+
+
+def _blob_count(ws) -> int:
+    return sum(1 for p in (ws.path / "blobs").rglob("*") if p.is_file())
+
+
+def test_deletion_summary_counts_what_delete_takes(ws):
+    a = ws.datasets.create("a")
+    b = ws.datasets.create("b")
+    shared = a.items.upload_bytes(png_bytes(), "p.png").item
+    b.items.upload_bytes(png_bytes(), "p-copy.png")  # the same file in another dataset: it stays
+    alone = a.items.upload_bytes(b"only here", "a.txt").item
+    twin = a.items.upload_bytes(b"twice", "t.txt").item
+    ws.upload_one(a.id, "t2.txt", b"twice", copy=True)  # one file, two items, both going
+    ann = shared.annotations.create("cat", (1, 1, 10, 10))
+    fs_items = ws.feature_sets.create(name="items", size=2)
+    fs_ann = ws.feature_sets.create(name="boxes", size=2, entity_type="annotation")
+    fs_items.features.create(value=[[1, 2], [3, 4], [5, 6]], entity=[shared, alone, twin])
+    fs_ann.features.create(value=[1, 1], entity=ann)
+
+    summary = ws.datasets.deletion_summary(a.id)
+    assert (summary.items, summary.files, summary.annotations, summary.features) == (4, 2, 1, 4)
+    assert summary.describe() == ("4 items, 2 files no longer referenced by any other item, "
+                                  "1 annotation and 4 feature vectors")
+    # A part of the dataset: t.txt's file is still t2.txt's, so no file goes.
+    part = ws.deletion_summary([twin.id, "no-such-id"])
+    assert (part.items, part.files, part.annotations, part.features) == (1, 0, 0, 1)
+    assert ws.deletion_summary([]).describe().startswith("0 items, 0 files")
+
+    files_before, vectors_before = _blob_count(ws), fs_items.count() + fs_ann.count()
+    ws.datasets.delete(a.id)
+    assert files_before - _blob_count(ws) == summary.files
+    assert vectors_before - (fs_items.count() + fs_ann.count()) == summary.features
+    assert b.items.count() == 1 and ws.datasets.deletion_summary(b.id).files == 1
+
+
+def test_folders_of_a_dataset(ws_embedded):
+    ds = ws_embedded.datasets.create("d")
+    ds.items.upload([("a.txt", b"a")], dir="/x/y")
+    ds.items.upload([("b.txt", b"b"), ("c.txt", b"c")], dir="/w")
+    ws_embedded.datasets.create("other").items.upload([("d.txt", b"d")], dir="/elsewhere")
+    assert ds.items.folders() == ["/w", "/x/y"]
+
+
+def test_browse_pages_folders_hidden_filter_and_sort(ws_embedded):
+    ds = ws_embedded.datasets.create("d")
+    ds.items.upload([(f"{i:02d}.txt", f"top {i}".encode()) for i in range(5)], dir="/a")
+    below = ds.items.upload([("x.txt", b"x"), ("y.txt", b"y")], dir="/a/deep")
+    ds.items.upload([("z.txt", b"z")], dir="/b")
+    below[1].item.update(hidden=True, metadata={"user": {"n": 7}})
+
+    page = ds.items.browse(page_size=3)
+    assert page.items_count == 8 and [i.filename for i in page.items] == ["/a/00.txt", "/a/01.txt", "/a/02.txt"]
+    assert [i.filename for i in ds.items.browse(page=2, page_size=3).items] == ["/a/deep/y.txt", "/b/z.txt"]
+    assert ds.items.browse(folder="/a").items_count == 7  # /a and below it
+    assert ds.items.browse(folder="a/", subfolders=False).items_count == 5
+    assert ds.items.browse(folder="/", subfolders=True).items_count == 8
+    assert [i.name for i in ds.items.browse(hidden=True).items] == ["y.txt"]
+    assert ds.items.browse(hidden=False).items_count == 7
+    assert [i.name for i in ds.items.browse(filter={"metadata.user.n": {"$gte": 7}}).items] == ["y.txt"]
+    assert [i.name for i in ds.items.browse(filter={"filter": {"name": "z.txt"}, "page": 4}).items] == ["z.txt"]
+    assert ds.items.browse(sort="filename", descending=True, page_size=1).items[0].filename == "/b/z.txt"
+    with pytest.raises(FeaturelabError):
+        ds.items.browse(filter={"nosuchfield": 1})
+    with pytest.raises(InvalidInput, match="Search page"):
+        ds.items.browse(filter={"filter": {}, "join": {}})
