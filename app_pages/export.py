@@ -11,7 +11,7 @@ import streamlit as st
 
 from components.pickers import dataset_picker
 from components.state import flash, user_errors, workspace
-from store import Dataset, InvalidInput, Workspace
+from store import Dataset, InvalidInput, Workspace, import_dataset
 
 ZIP, FOLDER = "A zip to download", "A folder on this machine"
 
@@ -80,12 +80,13 @@ def draw_export(ws: Workspace) -> None:
 
 
 def import_upload(ws: Workspace, upload, name: str | None) -> Dataset:
-    """Import a dropped zip: written to a temporary file under a safe name first."""
+    """Import a dropped zip: written to a temporary file under a safe name first; messages
+    name the user's own file."""
     tmp = Path(tempfile.mkdtemp(prefix="featurelab-import-"))
     try:
         archive = tmp / (re.sub(r"[^A-Za-z0-9._-]+", "_", Path(upload.name).name).strip(".") or "upload.zip")
         archive.write_bytes(upload.getvalue())
-        return ws.import_dataset(archive, name=name)
+        return import_dataset(ws, archive, name=name, display_name=Path(upload.name).name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -116,9 +117,11 @@ st.title("Export and import")
 st.caption("An export holds the item files under their folders and one JSON record per item "
            "(Dataloop's shape), with the feature vectors when you ask for them.")
 
-with user_errors():
+with user_errors():  # the export and the import each have their own scope: an error keeps the other
     ws = workspace()
     flash("export")
-    draw_export(ws)
+    with user_errors():
+        draw_export(ws)
     st.divider()
-    draw_import(ws)
+    with user_errors():
+        draw_import(ws)

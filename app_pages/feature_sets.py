@@ -9,7 +9,7 @@ import streamlit as st
 
 from components.models import model_choices, model_label, model_record
 from components.pickers import dataset_picker
-from components.state import flash, user_errors, workspace
+from components.state import flash, show_error, user_errors, workspace
 from store import FeaturelabError, FeatureSet, Workspace
 
 LOCAL = "A local model (folder or checkpoint)…"
@@ -26,7 +26,7 @@ def local_model_record(column) -> dict | None:
     try:
         return model_record(local.strip(), weights.strip() or None)
     except FeaturelabError as exc:
-        column.error(str(exc), icon=":material/error:")
+        show_error(str(exc), column)
         return None
 
 
@@ -95,7 +95,8 @@ def draw_import_section(ws: Workspace, by_id: dict[str, FeatureSet]) -> None:
         with tempfile.TemporaryDirectory(prefix="featurelab-vectors-") as tmp:
             path = Path(tmp) / f"vectors{suffix}"
             path.write_bytes(vectors_file.getvalue())
-            report = import_vectors(ws, by_id[target_id], path, key=key_kind, dataset=scope)
+            report = import_vectors(ws, by_id[target_id], path, key=key_kind, dataset=scope,
+                                    display_name=vectors_file.name)
         summary = report.summary()
         flash("sets", summary[0].upper() + summary[1:] + ".", "warning" if report.unmatched else "success")
         st.rerun()
@@ -131,16 +132,20 @@ def draw_delete_section(by_id: dict[str, FeatureSet]) -> None:
 st.title("Feature sets")
 st.caption("A feature set holds vectors of one size, for items or annotations, made by one model or imported.")
 
-with user_errors():
+with user_errors():  # each section has its own scope below: an error there keeps the others
     ws = workspace()
     flash("sets")
-    draw_create_form(ws)
+    with user_errors():
+        draw_create_form(ws)
     sets = ws.feature_sets.list()
     st.subheader(f"{len(sets)} feature set{'s' if len(sets) != 1 else ''}")
     if not sets:
         st.info("No feature set yet: create one above, then fill it on the **Embed** page.")
     else:
         by_id = {fs.id: fs for fs in sets}
-        draw_set_table(sets)
-        draw_import_section(ws, by_id)
-        draw_delete_section(by_id)
+        with user_errors():
+            draw_set_table(sets)
+        with user_errors():
+            draw_import_section(ws, by_id)
+        with user_errors():
+            draw_delete_section(by_id)

@@ -56,6 +56,18 @@ def upload(dataset: Dataset, files: list, folder: str) -> list[dict[str, Any]]:
     return rows
 
 
+def upload_into(ws: Workspace, target: Dataset | str, files: list, folder: str) -> dict[str, Any]:
+    """Upload into the picked dataset, or a new one that is kept only if a file arrived:
+    an upload whose every file is rejected leaves no empty dataset behind."""
+    dataset = target_dataset(ws, target)
+    rows = upload(dataset, files, folder)
+    if isinstance(target, str) and all(r["status"] == "rejected" for r in rows):
+        dataset.delete()
+        return {"dataset": dataset.name, "rows": rows, "kept": False}
+    st.session_state["upload:select-next"] = dataset.id  # after creating a dataset, keep working in it
+    return {"dataset": dataset.name, "rows": rows, "kept": True}
+
+
 def draw_form(ws: Workspace) -> None:
     """Where to, the uploader, and the button; the results are kept for the rerun after it."""
     if "upload:select-next" in st.session_state:  # after creating a dataset, keep working in it
@@ -80,11 +92,8 @@ def draw_form(ws: Workspace) -> None:
     )
     if files and st.button(f"Upload {len(files)} file{'s' if len(files) != 1 else ''}", key="upload:go",
                            type="primary", icon=":material/upload:"):
-        dataset = target_dataset(ws, target)
-        rows = upload(dataset, files, folder)
-        st.session_state["upload:results"] = {"dataset": dataset.name, "rows": rows}
+        st.session_state["upload:results"] = upload_into(ws, target, files, folder)
         st.session_state["upload:generation"] = generation + 1  # a fresh, empty uploader
-        st.session_state["upload:select-next"] = dataset.id
         st.rerun()
 
 
@@ -94,6 +103,9 @@ def draw_results(results: dict[str, Any]) -> None:
     counts = {s: sum(r["status"] == s for r in rows) for s in ("added", "duplicate", "rejected")}
     summary = (f"Into **{results['dataset']}**: {counts['added']} added, {counts['duplicate']} duplicate, "
                f"{counts['rejected']} rejected.")
+    if not results.get("kept", True):
+        summary = (f"Every file was rejected ({counts['rejected']}), so no dataset **{results['dataset']}** was "
+                   "created. The table says why for each file.")
     (st.warning if counts["rejected"] else st.success)(summary)
     st.dataframe(
         pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]),
@@ -113,7 +125,8 @@ st.caption("Images and text (any other file too) go into a dataset. The same byt
 
 with user_errors():
     ws = workspace()
-    draw_form(ws)
+    with user_errors():  # a refused upload keeps the results of the last one on screen
+        draw_form(ws)
     results = st.session_state.get("upload:results")
     if results:
         draw_results(results)

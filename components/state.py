@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -50,18 +51,36 @@ def embedder(model_json: str, device: str | None = None) -> Any:
     return load_embedder(json.loads(model_json), device=device)
 
 
+# Characters that start markdown (or Streamlit's LaTeX, colours and icons) in st.error's body.
+# An underscore inside a word and a colon before a space format nothing: kept bare, so the
+# message reads (and searches) as written.
+_MARKDOWN = re.compile(r"[\\`*$\[\]<>~|#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|:(?=\S)")
+
+
+def plain(message: str) -> str:
+    """``message`` as st.error/st.warning show it literally: without this a ``$`` starts
+    LaTeX ("filter.$and[1]" drew as math) and ``*``, ``_``, ``[`` format text."""
+    return _MARKDOWN.sub(lambda m: "\\" + m.group(), message)
+
+
+def show_error(message: str, where: Any = None) -> None:
+    """A plain-text error, in ``where`` (a column, a container) or where the page is now."""
+    (st if where is None else where).error(plain(message), icon=":material/error:")
+
+
 @contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors(where: Any = None) -> Iterator[None]:
     """Show a FeaturelabError as a plain message that says what to do, never a traceback.
-    Anything else is a bug: a plain message too, and the traceback goes to the server log."""
+    Anything else is a bug: a plain message too, and the traceback goes to the server log.
+    Each section of a page has its own, so one error leaves the rest of the page on screen."""
     try:
         yield
     except FeaturelabError as exc:
-        st.error(str(exc), icon=":material/error:")
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of a page
+        show_error(str(exc), where)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a section
         log.exception("unexpected error on a page")
-        st.error(f"Something went wrong ({type(exc).__name__}: {exc}). The server log has the details; "
-                 "try again, and report it if it happens again.", icon=":material/error:")
+        show_error(f"Something went wrong ({type(exc).__name__}: {exc}). The server log has the details; "
+                   "try again, and report it if it happens again.", where)
 
 
 def flash(key: str, message: str | None = None, kind: str = "success") -> None:

@@ -192,20 +192,20 @@ def _remove_dead_partials(target: Path) -> None:
 class _Source:
     """Read files of an export, folder or zip, refusing any path that escapes it."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, shown: str) -> None:
+        self.path, self.shown = path, shown  # shown: the name messages give it
         self.zip: zipfile.ZipFile | None = None
         if path.is_file():
             try:
                 self.zip = zipfile.ZipFile(path)
             except zipfile.BadZipFile as exc:
-                raise InvalidInput(f"{path} is neither an export folder nor a zip file: {exc}") from exc
+                raise InvalidInput(f"{shown} is neither an export folder nor a zip file ({exc})") from exc
             for info in self.zip.infolist():
                 _check_relative(info.filename)
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
                     raise InvalidInput(f"archive member {info.filename!r} is a symbolic link; refusing to import")
         elif not path.is_dir():
-            raise NotFound(f"{path}: no such export folder or zip file")
+            raise NotFound(f"{shown}: no such export folder or zip file")
 
     def read(self, rel: str) -> bytes:
         _check_relative(rel)
@@ -213,7 +213,7 @@ class _Source:
             try:
                 return self.zip.read(rel)
             except KeyError as exc:
-                raise InvalidInput(f"the export is missing {rel}") from exc
+                raise InvalidInput(f"{self.shown} is missing {rel}") from exc
         full = self.path / rel
         root = self.path.resolve()
         resolved = full.resolve()
@@ -222,7 +222,7 @@ class _Source:
         try:
             return full.read_bytes()
         except OSError as exc:
-            raise InvalidInput(f"the export is missing {rel}: {exc}") from exc
+            raise InvalidInput(f"{self.shown} is missing {rel} ({exc})") from exc
 
     def json_files(self) -> list[str]:
         if self.zip is not None:
@@ -257,31 +257,35 @@ def _checked_record(rec: Any, where: str) -> dict:
 
 
 def import_dataset(
-    ws: "Workspace", path: str | os.PathLike, *, name: str | None = None, progress: ProgressFn | None = None
+    ws: "Workspace", path: str | os.PathLike, *, name: str | None = None, progress: ProgressFn | None = None,
+    display_name: str | None = None,
 ) -> Dataset:
     """Import an export (folder or zip) as a new dataset. Ids are kept where they are free;
     feature sets are matched by name (same size and entity type) or created. Everything is
-    checked before anything is written."""
-    src = _Source(Path(path))
+    checked before anything is written. ``display_name``: the export as the user knows it,
+    for messages (an app writes an upload to a temporary file first)."""
+    shown = display_name or str(path)
+    src = _Source(Path(path), shown)
     try:
         header = json.loads(src.read("dataset.json"))
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"dataset.json is not valid JSON: {exc}") from exc
+        raise InvalidInput(f"{shown}: dataset.json is not valid JSON ({exc})") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise InvalidInput(f"{path} is not a featurelab export (dataset.json 'format' should be {FORMAT!r})")
+        raise InvalidInput(f"{shown} is not a featurelab export (dataset.json 'format' should be {FORMAT!r})")
     records = []
     for rel in src.json_files():
         try:
             records.append(_checked_record(json.loads(src.read(rel)), rel))
         except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{rel} is not valid JSON: {exc}") from exc
+            raise InvalidInput(f"{shown}: {rel} is not valid JSON ({exc})") from exc
     ds_name = name or header["dataset"]["name"]
     try:
         ws.datasets.get(dataset_name=ds_name)
     except NotFound:
         pass
     else:
-        raise InvalidInput(f"a dataset named {ds_name!r} already exists; import under another name (--name)")
+        raise InvalidInput(f"a dataset named {ds_name!r} already exists; import it under another name "
+                           "(the name of the new dataset; --name on the command line)")
     payloads = {rec["id"]: src.read(f"items/{_rel(rec['dir'], rec['name'])}") for rec in records}
     facts = {rid: inspect(data, rec["name"]) for rec in records for rid, data in [(rec["id"], payloads[rec["id"]])]}
     set_map = _import_feature_sets(ws, header.get("featureSets", []))

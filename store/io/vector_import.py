@@ -50,34 +50,37 @@ def import_vectors(
     dataset: Dataset | str | None = None,
     keys: Sequence[str] | str | Path | None = None,
     key_column: str | None = None,
+    display_name: str | None = None,
 ) -> ImportReport:
     """Import the vectors in ``path`` into ``feature_set``. ``key``: whether rows are keyed
     by item ``name`` (within ``dataset`` when given; ``/dir/name`` picks among equal names)
     or by entity ``id``. Rows whose key matches nothing are listed in the report; if none
     matches, nothing is imported and the error says so. Existing vectors of the same
-    entities are replaced."""
+    entities are replaced. ``display_name``: the file as the user knows it, for messages
+    (an app writes an upload to a temporary file first)."""
     fs = feature_set if isinstance(feature_set, FeatureSet) else ws.feature_sets.resolve(feature_set)
     if key not in KEY_KINDS:
         raise InvalidInput(f"key must be one of {list(KEY_KINDS)}, got {key!r}")
     if key == "name" and fs.entity_type != "item":
-        raise InvalidInput(f"feature set {fs.name!r} holds annotation vectors; key them by annotation id (key='id')")
-    row_keys, values = read_vectors(path, key=key, keys=keys, key_column=key_column)
+        raise InvalidInput(f"feature set {fs.name!r} holds annotation vectors; key the rows by annotation id (key 'id')")
+    row_keys, values = read_vectors(path, key=key, keys=keys, key_column=key_column, display_name=display_name)
+    shown = display_name or Path(path).name
     if values.shape[1] != fs.size:
         raise InvalidInput(
-            f"{Path(path).name} has {values.shape[1]} values per row but feature set {fs.name!r} holds size {fs.size}; "
-            f"import into a set of size {values.shape[1]}"
+            f"{shown} has {values.shape[1]} values per row but feature set {fs.name!r} holds size {fs.size}; "
+            f"import it into a set of size {values.shape[1]} (create one first if there is none)"
         )
     duplicates = sorted({k for k in row_keys if row_keys.count(k) > 1}) if len(set(row_keys)) != len(row_keys) else []
     if duplicates:
-        raise InvalidInput(f"key(s) {duplicates[:5]} appear more than once in {Path(path).name}; give each one row")
+        raise InvalidInput(f"key(s) {duplicates[:5]} appear more than once in {shown}; give each one row")
     resolve = _by_name if key == "name" else _by_id
     entity_ids = resolve(ws, fs, row_keys, _dataset_id(ws, dataset))
     matched = [i for i, e in enumerate(entity_ids) if e is not None]
     unmatched = [row_keys[i] for i, e in enumerate(entity_ids) if e is None]
     if not matched:
         raise NotFound(
-            f"no key in {Path(path).name} names an entity (first: {row_keys[:3]}); nothing was imported. "
-            f"Check key='{key}'" + (" and the dataset" if key == "name" else "")
+            f"no key in {shown} names an entity (first: {row_keys[:3]}); nothing was imported. "
+            f"Check that the rows are keyed by item {key}" + (" and the dataset to match in" if key == "name" else "")
         )
     chosen = [entity_ids[i] for i in matched]
     if len(set(chosen)) != len(chosen):
@@ -88,53 +91,55 @@ def import_vectors(
 
 def read_vectors(
     path: str | Path, *, key: str = "name", keys: Sequence[str] | str | Path | None = None,
-    key_column: str | None = None,
+    key_column: str | None = None, display_name: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
-    """(keys, float64 values of shape (n, size)) from a CSV, Parquet, .npy or .npz file."""
+    """(keys, float64 values of shape (n, size)) from a CSV, Parquet, .npy or .npz file;
+    messages name it ``display_name`` when given."""
     path = Path(path)
     if not path.is_file():
-        raise NotFound(f"{path}: no such file")
+        raise NotFound(f"{display_name or path}: no such file")
+    name = display_name or path.name
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        values = _numeric(_load_npy(path), path.name)
-        row_keys = _keys_argument(keys, path)
+        values = _numeric(_load_npy(path, name), name)
+        row_keys = _keys_argument(keys, name)
     elif suffix == ".npz":
-        row_keys, values = _load_npz(path)
+        row_keys, values = _load_npz(path, name)
     elif suffix in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
-        row_keys, values = _load_table(path, key, key_column)
+        row_keys, values = _load_table(path, key, key_column, name)
     else:
-        raise InvalidInput(f"{path.name}: import takes .csv, .tsv, .parquet, .npy or .npz files")
+        raise InvalidInput(f"{name}: import takes .csv, .tsv, .parquet, .npy or .npz files")
     if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
-        raise InvalidInput(f"{path.name}: expected rows of numbers, found an array of shape {values.shape}")
+        raise InvalidInput(f"{name}: expected rows of numbers, found an array of shape {values.shape}")
     if len(row_keys) != values.shape[0]:
-        raise InvalidInput(f"{path.name}: {values.shape[0]} vectors but {len(row_keys)} keys; give one key per row")
+        raise InvalidInput(f"{name}: {values.shape[0]} vectors but {len(row_keys)} keys; give one key per row")
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
-        raise InvalidInput(f"{path.name}: row {int(np.flatnonzero(bad)[0]) + 1} holds an empty cell, NaN or infinity; fix it")
+        raise InvalidInput(f"{name}: row {int(np.flatnonzero(bad)[0]) + 1} holds an empty cell, NaN or infinity; fix it")
     return row_keys, values
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _load_npy(path: Path, name: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)  # never run code from a data file
     except ValueError as exc:
-        raise InvalidInput(f"{path.name}: not a plain numeric .npy array ({exc})") from exc
+        raise InvalidInput(f"{name}: not a plain numeric .npy array ({exc})") from exc
 
 
-def _load_npz(path: Path) -> tuple[list[str], np.ndarray]:
+def _load_npz(path: Path, name: str) -> tuple[list[str], np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             if "keys" not in z or not ({"vectors", "values"} & set(z.files)):
-                raise InvalidInput(f"{path.name}: an .npz needs arrays 'keys' and 'vectors'; it has {z.files}")
-            return [str(k) for k in z["keys"].tolist()], _numeric(z["vectors" if "vectors" in z else "values"], path.name)
+                raise InvalidInput(f"{name}: an .npz needs arrays 'keys' and 'vectors'; it has {z.files}")
+            return [str(k) for k in z["keys"].tolist()], _numeric(z["vectors" if "vectors" in z else "values"], name)
     except ValueError as exc:
-        raise InvalidInput(f"{path.name}: not a plain .npz archive ({exc})") from exc
+        raise InvalidInput(f"{name}: not a plain .npz archive ({exc})") from exc
 
 
-def _keys_argument(keys, path: Path) -> list[str]:
+def _keys_argument(keys, name: str) -> list[str]:
     if keys is None:
         raise InvalidInput(
-            f"{path.name} holds vectors without keys: give keys (a text file with one item name or id per line, "
+            f"{name} holds vectors without keys: give keys (a text file with one item name or id per line, "
             "in row order), or use an .npz with 'keys' and 'vectors', or a CSV"
         )
     if isinstance(keys, (str, Path)):
@@ -150,7 +155,7 @@ def _numeric(array: np.ndarray, name: str) -> np.ndarray:
     return array.astype(np.float64).reshape(array.shape[0], -1) if array.ndim >= 1 else array.astype(np.float64)
 
 
-def _load_table(path: Path, key: str, key_column: str | None) -> tuple[list[str], np.ndarray]:
+def _load_table(path: Path, key: str, key_column: str | None, name: str) -> tuple[list[str], np.ndarray]:
     import pandas as pd
 
     try:
@@ -160,21 +165,21 @@ def _load_table(path: Path, key: str, key_column: str | None) -> tuple[list[str]
             frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str,
                                 keep_default_na=False, skipinitialspace=True)
     except Exception as exc:
-        raise InvalidInput(f"{path.name}: cannot read the table ({exc})") from exc
+        raise InvalidInput(f"{name}: cannot read the table ({exc})") from exc
     column = key_column or (key if key in frame.columns else frame.columns[0])
     if column not in frame.columns:
-        raise InvalidInput(f"{path.name}: no column {column!r}; columns are {list(frame.columns)}")
+        raise InvalidInput(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
     row_keys = frame[column].astype(str).str.strip().tolist()
     rest = frame.drop(columns=[column])
     if len(rest.columns) == 1 and (rest.columns[0] in LIST_COLUMNS or _looks_like_list(rest.iloc[0, 0])):
-        return row_keys, _stack_lists(rest.iloc[:, 0], path.name)
-    for name in rest.columns:
-        if rest[name].dtype.kind not in "iufb":
+        return row_keys, _stack_lists(rest.iloc[:, 0], name)
+    for col in rest.columns:
+        if rest[col].dtype.kind not in "iufb":
             try:
-                rest[name] = pd.to_numeric(rest[name].astype(str).str.strip())
+                rest[col] = pd.to_numeric(rest[col].astype(str).str.strip())
             except ValueError as exc:
                 raise InvalidInput(
-                    f"{path.name}: column {name!r} holds something that is not a number ({exc}); "
+                    f"{name}: column {col!r} holds something that is not a number ({exc}); "
                     "keep the key column and one number per column"
                 ) from exc
     return row_keys, rest.to_numpy(dtype=np.float64)

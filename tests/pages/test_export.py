@@ -87,3 +87,26 @@ def test_a_bad_archive_is_a_plain_error(open_page, app_ws):
     at.file_uploader(key="import:zip").set_value(("junk.zip", b"not a zip", "application/zip")).run()
     at.button(key="import:go").click().run()
     assert not at.exception and "neither an export folder nor a zip" in at.error[0].value
+
+
+def test_import_errors_name_the_dropped_file_and_keep_the_export_section(open_page, app_ws, tmp_path):
+    ds, *_ = _fill(app_ws)
+    out = ds.export(tmp_path / "pets-export.zip")
+    at = ok(open_page("app_pages/export.py"))
+    at.file_uploader(key="import:zip").set_value(("my $5 export.zip", b"not a zip", "application/zip")).run()
+    at.button(key="import:go").click().run()
+    assert not at.exception and len(at.error) == 1
+    message = at.error[0].value
+    # The dropped file's own name (its $ escaped, not LaTeX), not the temporary copy's path.
+    assert message.startswith(r"my \$5 export.zip is neither an export folder nor a zip file")
+    assert "featurelab-import-" not in message and "/tmp" not in message
+    assert at.button(key="export:zip") is not None and at.selectbox(key="export:dataset").value == ds.id
+
+    at.file_uploader(key="import:zip").set_value(("pets-export.zip", out.read_bytes(), "application/zip")).run()
+    at.button(key="import:go").click().run()
+    message = at.error[0].value
+    assert "a dataset named 'pets' already exists; import it under another name (the name of the new dataset" in message
+    at.text_input(key="import:name").input("pets-2")
+    at.button(key="import:go").click().run()
+    ok(at)
+    assert app_ws.datasets.get(dataset_name="pets-2").items.count() == 2

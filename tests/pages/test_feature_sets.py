@@ -65,13 +65,41 @@ def test_delete_asks_first_and_lists_counts(open_page, app_ws):
     assert list(at.dataframe[0].value["name"]) == ["keep"]
 
 
-def test_a_taken_name_is_a_plain_error(open_page, app_ws):
+def _sections_on_screen(at) -> bool:
+    """The table, the Import and the Delete sections are all drawn."""
+    subheaders = [h.value for h in at.subheader]
+    return (len(at.dataframe) == 1 and "Import precomputed vectors" in subheaders
+            and "Delete a feature set" in subheaders
+            and at.button(key="sets:import-go") is not None and at.selectbox(key="sets:delete-pick") is not None)
+
+
+def test_a_taken_name_is_a_plain_error_that_keeps_the_page(open_page, app_ws):
     app_ws.feature_sets.create(name="taken", size=4)
     at = ok(open_page("app_pages/feature_sets.py"))
     at.text_input(key="sets:name").input("taken")
     at.button(key="sets:create").click().run()
     assert not at.exception
     assert len(at.error) == 1 and "already exists" in at.error[0].value
+    # Shown under the Create button, and the rest of the page is still there.
+    assert _sections_on_screen(at)
+    assert list(at.dataframe[0].value["name"]) == ["taken"]
+
+
+def test_a_csv_of_the_wrong_size_names_the_users_file_and_keeps_the_page(open_page, app_ws):
+    ds = app_ws.datasets.create("customers")
+    ds.items.upload([("ann.txt", b"ann")])
+    app_ws.feature_sets.create(name="profiles", size=5)
+    at = ok(open_page("app_pages/feature_sets.py"))
+    csv = b"name,a,b\nann.txt,1,2\n"
+    at.file_uploader(key="sets:import-file").set_value(("prices in $ and $k.csv", csv, "text/csv")).run()
+    at.button(key="sets:import-go").click().run()
+    assert not at.exception and len(at.error) == 1
+    message = at.error[0].value
+    # The user's own file, not the temporary vectors.csv; the $ escaped so it is not LaTeX.
+    assert message.startswith(r"prices in \$ and \$k.csv has 2 values per row") and "vectors.csv" not in message
+    assert "size 5" in message and "/tmp" not in message
+    assert _sections_on_screen(at)
+    assert app_ws.feature_sets.get(feature_set_name="profiles").count() == 0
 
 
 def test_import_precomputed_vectors_from_a_csv(open_page, app_ws):

@@ -106,3 +106,28 @@ def test_malformed_filter_json_on_the_search_page_is_a_plain_error(open_page, ap
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and needle.lower() in errors[0].lower(), errors
     assert "Traceback" not in errors[0] and "Something went wrong" not in errors[0]
+
+
+HOSTILE_MESSAGES = [
+    "filter error at filter.$and[1]: $euclid needs an input",
+    "a *set* named __init__ costs $5 and $6 ~~here~~ `rm -rf` <b>bold</b> [link](http://x) # not a heading",
+    "key(s) ['a|b', 'c\\\\d'] appear more than once in my_file_v2.csv; :red[colour] :smile: C:\\temp",
+]
+
+
+@pytest.mark.parametrize("message", HOSTILE_MESSAGES, ids=["latex", "markdown", "colours"])
+def test_error_messages_are_shown_as_plain_text(message):
+    """What user_errors shows renders (CommonMark, as Streamlit's markdown) to the message itself:
+    no emphasis, code, link, strike or HTML, and every $ escaped so Streamlit draws no LaTeX."""
+    import html
+    import re
+
+    markdown_it = pytest.importorskip("markdown_it")
+    from components.state import plain
+
+    shown = plain(message)
+    rendered = markdown_it.MarkdownIt("commonmark").enable("strikethrough").render(shown).strip()
+    assert rendered.startswith("<p>") and rendered.endswith("</p>") and rendered.count("<") == 2, rendered
+    assert html.unescape(rendered[3:-4]) == message
+    assert all(shown[m.start() - 1] == "\\" for m in re.finditer(r"\$", shown))
+    assert re.search(r"(?<!\\):\w", shown) is None  # no Streamlit :colour[...] or :emoji:

@@ -96,3 +96,40 @@ def test_uploads_are_stored_never_run_or_unpickled(open_page, app_ws, tmp_path):
     at.button(key="export:zip").click().run()
     ok(at)
     assert not marker.exists()
+
+
+def test_an_upload_whose_every_file_is_rejected_creates_no_dataset(open_page, app_ws):
+    at = ok(open_page("app_pages/upload.py"))
+    at.text_input(key="upload:dataset:new").input("broken-only")
+    at.file_uploader[0].set_value([("broken.jpg", b"\xff\xd8\xff\xe0 not a jpeg", "image/jpeg"),
+                                   ("../../x.txt", b"x", "text/plain")]).run()
+    at.button(key="upload:go").click().run()
+    assert not at.exception and not at.error
+    assert app_ws.datasets.list() == []
+    assert any("Every file was rejected (2), so no dataset **broken-only** was created" in w.value for w in at.warning)
+    assert {s for s, _ in _results(at).values()} == {"rejected"}
+    # Still a new dataset to name, with the typed name, ready for a better drop.
+    assert at.selectbox(key="upload:dataset").value == "+ New dataset…"
+    assert at.text_input(key="upload:dataset:new").value == "broken-only"
+
+    # One good file among bad ones: the dataset is made and kept.
+    at.file_uploader[0].set_value([("broken.jpg", b"\xff\xd8\xff\xe0 not a jpeg", "image/jpeg"),
+                                   ("ok.txt", b"fine", "text/plain")]).run()
+    at.button(key="upload:go").click().run()
+    assert [d.name for d in app_ws.datasets.list()] == ["broken-only"]
+
+
+def test_a_picker_keeps_its_choice_across_pages(open_page, app_ws):
+    first, second = app_ws.datasets.create("first"), app_ws.datasets.create("second")
+    at = ok(open_page("app_pages/upload.py"))
+    at.selectbox(key="upload:dataset").select(second.id).run()
+    at.switch_page("app_pages/feature_sets.py").run()  # a page without this picker: Streamlit drops its state
+    assert "upload:dataset" not in at.session_state
+    at.switch_page("app_pages/upload.py").run()
+    ok(at)
+    assert at.selectbox(key="upload:dataset").value == second.id
+    # A dataset deleted meanwhile is not restored: the picker falls back to the first.
+    at.switch_page("app_pages/feature_sets.py").run()
+    second.delete()
+    at.switch_page("app_pages/upload.py").run()
+    assert at.selectbox(key="upload:dataset").value == first.id

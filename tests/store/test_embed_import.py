@@ -117,3 +117,25 @@ def test_annotation_sets_take_annotation_ids(ws_embedded, tmp_path):
     assert _stored(ws_embedded, fs) == {ann.id: [0.5, -1.0]}
     with pytest.raises(InvalidInput, match="annotation id"):
         import_vectors(ws_embedded, fs, path, key="name")
+
+
+def test_messages_name_the_file_as_the_user_knows_it(ws_embedded, customers, tmp_path):
+    """An app writes an upload to a temporary file; every message names the user's file."""
+    ds, _ = customers
+    fs = ws_embedded.feature_sets.create(name="p", size=5)
+    cases = {
+        "name,a,b\nalice.txt,1,2\n": r"^customers\.csv has 2 values per row but feature set 'p' holds size 5; "
+                                     r"import it into a set of size 2",
+        "name,a,b,c,d,e\nalice.txt,1,2,3,4,\n": r"^customers\.csv: row 1 holds an empty cell",
+        "name,a,b,c,d,e\nalice.txt,1,2,x,4,5\n": r"^customers\.csv: column 'c' holds something that is not a number",
+        "name,a,b,c,d,e\nzed.txt,1,2,3,4,5\n": r"^no key in customers\.csv names an entity",
+    }
+    for text, message in cases.items():
+        (tmp_path / "vectors.csv").write_text(text)
+        with pytest.raises((InvalidInput, NotFound), match=message) as caught:
+            import_vectors(ws_embedded, fs, tmp_path / "vectors.csv", dataset=ds, display_name="customers.csv")
+        assert "vectors.csv" not in str(caught.value) and str(tmp_path) not in str(caught.value)
+    # Without a display name, the file's own name, as before.
+    with pytest.raises(NotFound, match=r"^no key in vectors\.csv"):
+        import_vectors(ws_embedded, fs, tmp_path / "vectors.csv", dataset=ds)
+    assert fs.count() == 0

@@ -141,3 +141,28 @@ def test_import_does_not_take_unsafe_feature_set_ids(ws_embedded, tmp_path):
         assert fs.id != "../../outside" and fs.count() == 3
         fs.delete()  # removing its cache folder must stay inside the workspace
     assert (tmp_path / "e" / "dataset.json").exists()
+
+
+def test_import_messages_name_the_users_file_and_say_what_to_do(ws_embedded, tmp_path):
+    """The app imports an upload from a temporary file: messages name the file the user dropped."""
+    junk = tmp_path / "tmp-upload.zip"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(InvalidInput, match=r"^my export\.zip is neither an export folder nor a zip file") as caught:
+        _import_shown_as(ws_embedded, junk, "my export.zip")
+    assert "tmp-upload" not in str(caught.value)
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as z:
+        z.writestr("readme.txt", "hi")
+    with pytest.raises(InvalidInput, match=r"^my export\.zip is missing dataset\.json"):
+        _import_shown_as(ws_embedded, empty, "my export.zip")
+    out = _populate(ws_embedded).export(tmp_path / "e.zip")
+    # A taken name: what to do, in words for the app as for the command line.
+    with pytest.raises(InvalidInput, match=r"already exists; import it under another name \(the name of the new "
+                                           r"dataset; --name on the command line\)"):
+        _import_shown_as(ws_embedded, out, "pets.zip")
+
+
+def _import_shown_as(ws, path, shown):
+    from store import import_dataset
+
+    return import_dataset(ws, path, display_name=shown)
