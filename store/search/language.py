@@ -251,11 +251,10 @@ def _hoist_vector_clause(node: dict, path: str) -> VectorClause | None:
     parts = node.get("$and")
     if clause is not None or not isinstance(parts, list):
         return clause
-    holders = [i for i, p in enumerate(parts) if isinstance(p, dict) and "value" in p]
-    if not holders:
+    if not any(isinstance(p, dict) and "value" in p for p in parts):
         return None
-    gathered: dict = {}
-    for i, p in enumerate(parts):
+    gathered: dict = {}  # the vector's keys, from the elements that hold them (the first set id)
+    for p in parts:
         if isinstance(p, dict) and ("value" in p or (set(p) == {"featureSetId"} and "featureSetId" not in gathered)):
             gathered.update(p)
     set_id = gathered.get("featureSetId")
