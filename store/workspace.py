@@ -534,14 +534,14 @@ class Workspace:
 
     def _update_items(self, item_ids: Sequence[str], values: dict) -> int:
         """Merge ``values["metadata"]`` into each item's metadata and set ``hidden``, in one transaction."""
-        patch = values.get("metadata") or {}
+        patch = values.get("metadata") or {}  # checked by the language: no metadata.system in it
         with self.catalog.transaction() as c:
-            for start in range(0, len(item_ids), 900):
+            for start in range(0, len(item_ids), 900) if patch else ():
                 chunk = list(item_ids[start : start + 900])
                 rows = c.execute(f"SELECT id, metadata FROM items WHERE id IN ({','.join('?' * len(chunk))})", chunk)
                 for item_id, metadata in rows.fetchall():
                     merged = merge_json(json.loads(metadata), patch)
-                    c.execute("UPDATE items SET metadata=? WHERE id=?", (check_metadata(merged), item_id))
+                    c.execute("UPDATE items SET metadata=? WHERE id=?", (check_json(merged, "metadata"), item_id))
             if values.get("hidden") is True:  # hiding is undoable, as near-duplicate hiding is
                 hide_items(c, list(item_ids), {"kind": "bulk update", "count": len(item_ids)})
             elif values.get("hidden") is False:
