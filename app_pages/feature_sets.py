@@ -7,26 +7,43 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from components.models import model_choices, model_label, model_record
+from components.models import (architectures, local_model_record, model_choice_label, model_choices, model_record,
+                               runs_offline)
 from components.pickers import dataset_picker
 from components.state import flash, show_error, user_errors, workspace
 from store import FeaturelabError, FeatureSet, Workspace
 
-LOCAL = "A local model (folder or checkpoint)…"
+LOCAL = "A checkpoint on this machine (file or folder)…"
 
 
-def local_model_record(column) -> dict | None:
-    """The fields for a model on this machine, and its record once they name one that loads."""
-    local = column.text_input("Model: an open_clip architecture, or a model folder", key="sets:local-model",
-                              placeholder="ViT-B-32, or /models/my-clip (open_clip_config.json inside)")
-    weights = column.text_input("Weights file (for an architecture)", key="sets:local-weights",
-                                placeholder="/models/vit-b-32.safetensors")
-    if not local.strip():
+def draw_local_model(column) -> dict | None:
+    """A checkpoint file (with its architecture) or a model folder on this machine, loaded at
+    once to check it; its record when it loads, else what is wrong, said right here."""
+    path = column.text_input("Checkpoint file or model folder", key="sets:local-model",
+                             placeholder="/models/vit-b-32.safetensors, or /models/my-clip (open_clip_config.json inside)")
+    arch = column.selectbox("Architecture (for a checkpoint file)", [None, *architectures()], key="sets:local-arch",
+                            format_func=lambda a: "— (a model folder says it)" if a is None else a,
+                            help="The open_clip architecture the checkpoint was saved from, e.g. ViT-B-32.")
+    if not path.strip():
+        column.caption("Weights you have here: an open_clip .safetensors / .pt / .bin state dict with its "
+                       "architecture, an open_clip folder, or a sentence-transformers folder.")
         return None
     try:
-        return model_record(local.strip(), weights.strip() or None)
+        record = local_model_record(path.strip(), arch)
     except FeaturelabError as exc:
         show_error(str(exc), column)
+        return None
+    column.success(f"Loaded {record['name']}: vectors of size {record['size']}.", icon=":material/check_circle:")
+    return record
+
+
+def chosen_model_record(model: str, column) -> dict | None:
+    """A listed model's record; one that cannot run here says so now, with the way out."""
+    try:
+        return model_record(model)
+    except FeaturelabError as exc:
+        show_error(str(exc), column)
+        column.caption(f"To use weights you have on this machine, choose **{LOCAL}** in the model list.")
         return None
 
 
@@ -36,14 +53,17 @@ def draw_create_form(ws: Workspace) -> None:
     name = left.text_input("Name", key="sets:name", placeholder="e.g. clip-photos")
     model = right.selectbox(
         "Model", [None, LOCAL, *model_choices()], key="sets:model",
-        format_func=lambda m: "None (vectors come from elsewhere)" if m is None else model_label(m),
-        help="The model that makes the vectors. Choosing one fixes the size to the model's.",
+        format_func=lambda m: "None (vectors come from elsewhere)" if m is None else m if m == LOCAL else model_choice_label(m),
+        help="The model that makes the vectors; its size becomes the set's. \"runs offline\": its weights are "
+             "on this machine. \"needs a download\": the first job fetches them (needs internet).",
     )
     record = None
     if model == LOCAL:
-        record = local_model_record(right)
+        record = draw_local_model(right)
     elif model is not None:
-        record = model_record(model)
+        record = chosen_model_record(model, right)
+        if record is not None and not runs_offline(model):
+            right.caption("Its weights are not on this machine yet: the first job downloads them.")
     if record is not None:
         # Keyed by the size: a model change shows its own fixed size, not the last one.
         size = left.number_input("Size (vector length)", value=record["size"], disabled=True,

@@ -13,8 +13,8 @@ from components.gallery import item_gallery
 from components.pickers import feature_set_picker
 from components.scope import Scope, dataset_scope
 from components.selection import selection_actions
-from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, kept_map_figure, map_table, projection_controls,
-                                remember, remembered, selected_entity_ids)
+from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, PROJECT_REQUEST, kept_map_figure, map_table,
+                                projection_controls, remember, remembered, request_projection, selected_entity_ids)
 from components.state import user_errors, workspace
 from store import FeatureSet, Workspace
 from store.analysis import STAGE_LABELS, cached_projection, outlier_scores, project
@@ -39,20 +39,26 @@ def search_from_here(query: str | list[float], set_id: str) -> None:
 
 
 def map_projection(ws: Workspace, fs: FeatureSet, params: dict[str, Any], scope: Scope) -> Any:
-    """The cached projection (of the scope's points), or one made on a button press; None
-    until there is one."""
+    """The cached projection (of the scope's points); else one made now when asked (the
+    Project button, "Show on map") or when it is instant (PCA); else None, with the button."""
     projection = cached_projection(ws, fs, **params, dataset_id=scope.dataset_id)
-    if projection is None:
-        count = fs.count() if scope.dataset_id is None else scope.counts[scope.dataset_id]
-        where = f" in {scope.label}" if scope.dataset_id is not None else ""
-        st.info(f"No map of **{fs.name}**{where} with these settings yet ({count} vectors).")
-        if st.button("Project", key="map:project", type="primary", icon=":material/scatter_plot:"):
-            bar = st.progress(0.0, text="starting…")
-            projection = project(ws, fs, **params, dataset_id=scope.dataset_id,
-                                 progress=lambda stage, fraction: bar.progress(
-                min(max(float(fraction), 0.0), 1.0), text=STAGE_LABELS.get(stage, stage)))
-            bar.empty()
-    return projection
+    if projection is not None:
+        st.session_state.pop(PROJECT_REQUEST, None)
+        return projection
+    if st.session_state.pop(PROJECT_REQUEST, False) or params["method"] == "pca":
+        bar = st.progress(0.0, text="starting…")
+        projection = project(ws, fs, **params, dataset_id=scope.dataset_id,
+                             progress=lambda stage, fraction: bar.progress(
+            min(max(float(fraction), 0.0), 1.0), text=STAGE_LABELS.get(stage, stage)))
+        bar.empty()
+        return projection
+    count = fs.count() if scope.dataset_id is None else scope.counts[scope.dataset_id]
+    where = f" in {scope.label}" if scope.dataset_id is not None else ""
+    st.info(f"No map of **{fs.name}**{where} with these settings yet ({count} vectors): **Project** computes it "
+            "(UMAP takes a while; PCA draws at once).")
+    # A callback: the run it starts projects before drawing, so this banner and button are gone.
+    st.button("Project", key="map:project", type="primary", icon=":material/scatter_plot:", on_click=request_projection)
+    return None
 
 
 def last_search(fs: FeatureSet) -> dict | None:

@@ -176,7 +176,11 @@ def draw_query_profile(ws: Workspace, fs: FeatureSet, mode: str, query: Any, lim
     st.plotly_chart(distance_histogram(query_distances(ws, fs, query, scope.dataset_id), kth=found[-1].distance,
                                        max_distance=limits.distance_limit), key="search:histogram")
     if st.button("Show on map", key="search:show-on-map", icon=":material/scatter_plot:",
-                 help="The Map page, coloured by distance to this query, its results ringed"):
+                 help="The Map page, coloured by distance to this query, its results ringed; "
+                      "it projects the set first when the set has no map yet"):
+        from components.scatter import request_projection  # here: the page loads without the map's imports
+
+        request_projection()
         st.session_state["map:set"] = fs.id
         st.session_state["map:color"] = "distance"
         if "search:scope" in st.session_state:  # the map looks at what the search looked at

@@ -29,6 +29,7 @@ class Job:
     note: str = ""
     first_tick: float | None = None
     first_done: int = 0
+    reported_rate: float | None = None  # the job's own items per second, when it gives one
     finished: float | None = None
     result: Any = None
     error: str | None = None
@@ -44,6 +45,8 @@ class Job:
         self.done, self.total = int(done), int(total)
         if isinstance(extra, str):
             self.note = extra
+        elif isinstance(extra, (int, float)) and extra > 0:
+            self.reported_rate = float(extra)
 
     @property
     def running(self) -> bool:
@@ -51,7 +54,10 @@ class Job:
 
     @property
     def rate(self) -> float | None:
-        """Items per second since the first progress report (model loading excluded)."""
+        """The job's own figure, else items per second since the first progress report
+        (model loading excluded either way)."""
+        if self.reported_rate is not None:
+            return self.reported_rate
         if self.first_tick is None:
             return None
         elapsed = (self.finished or time.monotonic()) - self.first_tick
@@ -65,6 +71,8 @@ class Job:
 
     def status_line(self) -> str:
         parts = [f"{self.done} / {self.total}" if self.total else "starting…"]
+        if self.total and not self.done and self.running:
+            parts.append("working on the first batch…")
         if self.rate:
             parts.append(f"{self.rate:.1f} items/s")
         if self.running and self.seconds_left is not None:

@@ -5,23 +5,64 @@ from typing import Any
 
 import streamlit as st
 
-from store import embedders
+from store import FeaturelabError, embedders
+from store.embedders import ModelUnavailable
 
 
 @st.cache_data(ttl=300, show_spinner=False)
-def _catalogue() -> dict[str, int]:
-    return {m.name: int(m.size) for m in embedders.list_models()}
+def _catalogue() -> dict[str, tuple[int, bool]]:
+    """Each model's (size, runs offline here): a look at files, never the network."""
+    return {m.name: (int(m.size), m.here) for m in embedders.list_models()}
 
 
 def model_choices() -> list[str]:
-    """Names a feature set can link to: the packaged text model, then every open_clip pair."""
-    return list(_catalogue())
+    """Names a feature set can link to: those whose weights are on this machine first (the
+    packaged text model, cached open_clip pairs), then those that need a download."""
+    names = list(_catalogue())
+    return [n for n in names if _catalogue()[n][1]] + [n for n in names if not _catalogue()[n][1]]
+
+
+def runs_offline(name: str) -> bool:
+    return name in _catalogue() and _catalogue()[name][1]
 
 
 def model_label(model: Any) -> str:
     if isinstance(model, str):
         return model
     return (model or {}).get("name") or str(model)
+
+
+def model_choice_label(name: str) -> str:
+    """A model list entry that says whether it runs offline here."""
+    return f"{name} · runs offline" if runs_offline(name) else f"{name} · needs a download"
+
+
+@st.cache_data(show_spinner="Loading the model to check it…", max_entries=16)
+def _checked_local(path: str, architecture: str | None, stamp: float) -> dict | str:
+    """The record, or what is wrong (kept too: a bad checkpoint is not loaded on every rerun)."""
+    try:
+        spec, size = embedders.check_local_model(path, architecture)
+    except FeaturelabError as exc:
+        return str(exc)
+    return spec.to_dict(size)
+
+
+def local_model_record(path: str, architecture: str | None = None) -> dict:
+    """The record of a checkpoint file or model folder on this machine, loaded once to
+    prove it (again when the file changes); a bad one raises what is wrong."""
+    from pathlib import Path
+
+    where = Path(path).expanduser()
+    stamp = where.stat().st_mtime if where.exists() else 0.0
+    checked = _checked_local(path, architecture, stamp)
+    if isinstance(checked, str):
+        raise ModelUnavailable(checked)
+    return checked
+
+
+def architectures() -> list[str]:
+    """open_clip's architectures, for a checkpoint file."""
+    return sorted(embedders.open_clip_architectures())
 
 
 @st.cache_data(show_spinner="Reading the model's size…")
@@ -32,14 +73,20 @@ def _size(name: str, weights: str | None) -> int:
 def model_size(name: str, weights: str | None = None) -> int:
     """Vector length of a model; known models need no loading."""
     if weights is None and name in _catalogue():
-        return _catalogue()[name]
+        return _catalogue()[name][0]
     return _size(name, weights)
 
 
 def model_record(name: str, weights: str | None = None) -> dict:
-    """What a feature set stores as its ``model``: name, backend, weights, normalize, size."""
-    spec = embedders.parse_spec(name, weights=weights)
+    """What a feature set stores as its ``model``: name, backend, weights, normalize, size.
+    A model that cannot run here (weights neither here nor reachable) raises ModelUnavailable."""
+    spec = _runs_here(name, weights)
     return spec.to_dict(model_size(name, weights))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _runs_here(name: str, weights: str | None):
+    return embedders.check_runs_here(embedders.parse_spec(name, weights=weights))
 
 
 @st.cache_resource(show_spinner=False)

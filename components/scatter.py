@@ -17,6 +17,13 @@ COLOR_CHOICES = {"dataset": "Dataset", "dir": "Folder", "label": "Label", "kind"
                  "metadata": "A metadata field…", "none": "Nothing"}
 DISTANCE_CHOICE = {"distance": "Distance to the last search"}
 NONE_TEXT = "(none)"
+PROJECT_REQUEST = "map:project-request"
+
+
+def request_projection() -> None:
+    """Have the Map page project its set on its next run when it has no map yet (its
+    Project button, and "Show on map" from a search)."""
+    st.session_state[PROJECT_REQUEST] = True
 
 
 def remembered(widget_key: str) -> str:
@@ -141,7 +148,13 @@ def map_figure(frame: pd.DataFrame, color: str | None = None, *, height: int = 6
             trace.marker.color = "#bbbbbb"
         fig.add_trace(trace)
     three_d = "z" in frame
-    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0}, legend_title_text=label,
+    # A colour bar stands where plotly puts the legend (right of the plot): the legend of a
+    # continuous colour (the search's rings, the query) goes in a row above the plot instead.
+    legend = {"title": {"text": label}}
+    if continuous:
+        legend = {"title": {"text": ""}, "orientation": "h", "x": 0, "xanchor": "left", "y": 1.0,
+                  "yanchor": "bottom"}
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 50 if continuous else 30, "b": 0}, legend=legend,
                       showlegend=values is not None and not continuous or bool(ringed), **(
                           {} if three_d else {"dragmode": "lasso", "xaxis_title": "x", "yaxis_title": "y"}))
     _mark(fig, frame, names, ringed, "search results", {"symbol": "circle-open", "size": 13, "color": "#d62728",

@@ -84,13 +84,23 @@ def _sets_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int)
     p.add_argument("--set-type", default="embeddings")
     p.add_argument("--entity-type", default="item", choices=["item", "annotation"])
-    p.add_argument("--model")
+    p.add_argument("--model", help="the model that makes the vectors (see `models`): the size is the model's, and "
+                                   "a model whose weights are neither here nor reachable is refused at once")
+    p.add_argument("--weights", help="a local checkpoint file (open_clip) or model folder (sentence-transformers)")
 
 
 @command(arguments=_sets_arguments)
 def sets(ws, args) -> None:
     """List feature sets, or create / delete one."""
-    if args.create:
+    if args.create and args.model:
+        from ..embedders import create_feature_set
+
+        fs = create_feature_set(ws, args.create, args.model, weights=args.weights, set_type=args.set_type,
+                                entity_type=args.entity_type, size=args.size)
+        print(f"created feature set {fs.name} ({fs.id}) for {fs.model['name']}, size {fs.size}")
+    elif args.create:
+        if args.weights:
+            raise InvalidInput("--weights needs --model (the architecture or model the weights belong to)")
         fs = ws.feature_sets.create(
             name=args.create, size=args.size, set_type=args.set_type, entity_type=args.entity_type, model=args.model
         )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 import numpy as np
 
 from . import devices
-from .registry import load_embedder, model_size
+from .registry import check_runs_here, load_embedder, model_size
 from .spec import (
     DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_TEXT_SIZE, ModelSpec, parse_spec,
 )
@@ -88,10 +88,18 @@ class _Task:
 def create_feature_set(
     ws: "Workspace", name: str, model: "str | dict | ModelSpec", *, entity_type: str = "item",
     set_type: str = "embeddings", weights: str | None = None, normalize: bool | None = None,
+    size: int | None = None,
 ) -> FeatureSet:
-    """A feature set linked to ``model``, with the size that model makes."""
-    spec = parse_spec(model, weights=weights, normalize=normalize)
-    size = model_size(spec)
+    """A feature set linked to ``model``, with the size that model makes. A model that
+    cannot run here (weights neither on this machine nor reachable) is refused now, before
+    any job: ``ModelUnavailable`` says what is missing and the ways out. ``size``, when
+    given, must be the model's."""
+    spec = check_runs_here(parse_spec(model, weights=weights, normalize=normalize))
+    made = model_size(spec)
+    if size is not None and size != made:
+        raise InvalidInput(f"{spec.label} makes vectors of size {made}, not {size}: leave the size out, or pick a "
+                           f"model of size {size}")
+    size = made
     return ws.feature_sets.create(
         name=name, size=size, set_type=set_type, entity_type=entity_type, model=spec.to_dict(size)
     )
@@ -154,7 +162,7 @@ def embed_dataset(
     through the text tower or a sentence model; the boxes on its images for an annotation
     set) into ``feature_set``. Only entities without a feature in the set are embedded,
     unless ``recompute``. ``progress(done, total, items_per_second)`` is called from this
-    thread after each batch; ``cancel`` (an Event or a callable) stops the job after the
+    thread once the model is loaded (0 done) and after each batch is stored or queued; ``cancel`` (an Event or a callable) stops the job after the
     current batch, keeping what is done."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InvalidInput(f"batch size must be a whole number of at least 1, got {batch_size!r}")
@@ -172,6 +180,8 @@ def embed_dataset(
     main_modality = "image" if any(t.modality == "image" for t in tasks) else "text"
     report.batch_size = batch_size or embedder.batch_size(main_modality)
     started = time.perf_counter()
+    if progress:  # the model is loaded and the work counted: the total shows before the first batch ends
+        progress(0, report.total, 0.0)
     try:
         _run(ws, fs, embedder, tasks, report, batch_size, workers, progress, cancel, started)
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,20 +15,22 @@ from ..errors import FeaturelabError, ModelUnavailable
 from .base import Embedder
 from .spec import (
     BACKENDS, DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_TEXT_SIZE, OPEN_CLIP, SENTENCE, Backend, ModelInfo,
-    ModelSpec, config_size, default_text_model, list_models, open_clip_architectures, packaged_minilm_path,
-    parse_spec, pretrained_tags, unavailable_message,
+    ModelSpec, config_size, default_text_model, list_models, local_model_spec, missing_here, open_clip_architectures,
+    packaged_minilm_path, parse_spec, pretrained_tags, unavailable_message,
 )
 
 __all__ = [  # the naming names stay importable from here, where they were
     "BACKENDS", "DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "DEFAULT_TEXT_SIZE", "OPEN_CLIP", "SENTENCE",
-    "Backend", "ModelInfo", "ModelSpec", "ModelUnavailable", "default_text_model", "list_models",
-    "load_embedder", "loaded_embedders", "model_size", "open_clip_architectures", "packaged_minilm_path",
+    "Backend", "ModelInfo", "ModelSpec", "ModelUnavailable", "check_local_model", "check_runs_here", "default_text_model",
+    "hub_reachable", "list_models", "load_embedder", "loaded_embedders", "model_size", "open_clip_architectures", "packaged_minilm_path",
     "parse_spec", "pretrained_tags",
 ]
 
 _CACHE: dict[tuple[ModelSpec, str], Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 _KEY_LOCKS: dict[tuple[ModelSpec, str], threading.Lock] = {}
+_PROBE_SECONDS = 300  # how long one look at the hub holds
+_probe: tuple[float, bool] | None = None  # (when, reachable)
 
 
 def model_size(spec: "str | dict | ModelSpec") -> int:
@@ -83,20 +86,63 @@ def _load(spec: ModelSpec, device: str) -> Embedder:
         raise ModelUnavailable(unavailable_message(spec, exc)) from exc
 
 
-def _use_cache_only_when_hub_unreachable() -> None:
-    """Without a network the hub client retries for about a minute before it looks in its
-    cache; a quick probe lets it go to the cache at once (its HF_HUB_OFFLINE mode)."""
+def check_runs_here(spec: "str | dict | ModelSpec") -> ModelSpec:
+    """The spec, when the model can run on this machine: its weights are here (the Hugging
+    Face cache, a local file or folder), or the hub they download from can be reached.
+    Else ``ModelUnavailable`` saying what is missing and the ways out: said when a feature
+    set is created, not in the middle of a job."""
+    spec = parse_spec(spec)
+    missing = missing_here(spec)
+    if missing is None:
+        return spec
+    if spec.backend_info.needs_hub(spec) and hub_reachable():
+        return spec  # the weights download on first use
+    offline = " and the Hugging Face hub cannot be reached from here" if spec.backend_info.needs_hub(spec) else ""
+    ways_out = spec.backend_info.ways_out(spec, f"{missing}{offline}")
+    raise ModelUnavailable(ways_out.replace("cannot load", "cannot run", 1))  # nothing was loaded yet
+
+
+def check_local_model(path: str, architecture: str | None = None) -> tuple[ModelSpec, int]:
+    """A checkpoint file (with its open_clip ``architecture``) or a model folder on this
+    machine, proved by loading it once (kept loaded for the job that follows): its spec and
+    vector size. A file of the wrong architecture or format is refused with what is wrong."""
+    spec = check_runs_here(local_model_spec(path, architecture))
+    return spec, load_embedder(spec).size
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub answers (False at once in its offline mode). One quick
+    probe, kept for a few minutes: without a network the hub client would retry for a minute."""
+    global _probe
     import os
     import socket
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
-        return
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+        return True  # a proxy decides; the client's own errors will tell
+    if _probe is not None and time.monotonic() - _probe[0] < _PROBE_SECONDS:
+        return _probe[1]
     host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=3).close()
+        reachable = True
     except OSError:
+        reachable = False
+    _probe = (time.monotonic(), reachable)
+    return reachable
+
+
+def _use_cache_only_when_hub_unreachable() -> None:
+    """Without a network the hub client retries for about a minute before it looks in its
+    cache; when the probe fails it goes to the cache at once (its HF_HUB_OFFLINE mode)."""
+    import os
+
+    from huggingface_hub import constants
+
+    if not hub_reachable():
         constants.HF_HUB_OFFLINE = True
         os.environ["HF_HUB_OFFLINE"] = "1"

@@ -19,6 +19,7 @@ nothing from here at run time, so there is no import cycle.
 from __future__ import annotations
 
 import functools
+import os
 import pickle
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -89,6 +90,7 @@ class ModelInfo:
     size: int
     modalities: tuple[str, ...]
     note: str = ""
+    here: bool = True  # its weights are on this machine: it runs offline
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Backend:
     load: Callable[[ModelSpec, str], "Embedder"]  # build on a resolved device; errors propagate
     needs_hub: Callable[[ModelSpec], bool]  # loading may reach the Hugging Face hub
     ways_out: Callable[[ModelSpec, str], str]  # what to do when loading failed for ``reason``
+    missing_here: Callable[[ModelSpec], str | None]  # what of its weights is not on this machine (no network)
 
 
 def backend_named(name: str) -> Backend:
@@ -148,17 +151,71 @@ def _from_string(text: str) -> ModelSpec:
         return ModelSpec(OPEN_CLIP, text)
     path = Path(text).expanduser()
     if path.is_dir():
-        if (path / "open_clip_config.json").is_file():
-            return ModelSpec(OPEN_CLIP, f"local-dir:{path.resolve()}")
-        return ModelSpec(SENTENCE, path.name, weights=str(path.resolve()))
+        return _folder_spec(path)
     if path.is_file():
         raise InvalidInput(
-            f"{text} is a file: a checkpoint needs its architecture, e.g. --model ViT-B-32 --weights {text}"
+            f"{text} is a file: an open_clip checkpoint needs its architecture, e.g. --model ViT-B-32 --weights "
+            f"{text} (in the app: the architecture in Model, this file in Weights)"
         )
+    if _looks_like_path(text):
+        raise InvalidInput(f"there is no file or folder {text} on this machine; give the full path of a model "
+                           f"folder or checkpoint that is here")
     arch = text.partition("/")[0]
     if arch in open_clip_architectures():
         return open_clip_spec(text)
     return sentence_spec(text)
+
+
+def local_model_spec(path: str | Path, architecture: str | None = None) -> ModelSpec:
+    """A model on this machine: a checkpoint file of an open_clip ``architecture``, or a
+    model folder (open_clip or sentence-transformers; a folder holding only a checkpoint
+    takes the architecture too). Refused with what to do when the path says neither."""
+    text = str(path).strip()
+    if not text:
+        raise InvalidInput("give the path of a checkpoint file or a model folder on this machine")
+    where = Path(text).expanduser()
+    if not where.exists():
+        raise InvalidInput(f"there is no file or folder {text} on this machine; give the full path of a model "
+                           f"folder or checkpoint that is here")
+    if where.is_dir() and not (where / "open_clip_config.json").is_file() and architecture:
+        checkpoints = sorted(p for p in where.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
+        if len(checkpoints) == 1:
+            where = checkpoints[0]
+    if where.is_file():
+        if not architecture:
+            raise InvalidInput(f"{text} is a checkpoint file: choose the open_clip architecture it was saved from "
+                               f"(e.g. ViT-B-32)")
+        return parse_spec(ModelSpec(OPEN_CLIP, architecture), weights=where)
+    return parse_spec(str(where))
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith(("/", "~", "./", "../")) or os.sep in text.partition("/")[2] or "\\" in text
+
+
+def _folder_spec(path: Path) -> ModelSpec:
+    """A model folder: open_clip (``open_clip_config.json``) or sentence-transformers
+    (``modules.json``, or a transformers ``config.json``); anything else is refused here,
+    before a loader of the wrong backend tries it."""
+    if (path / "open_clip_config.json").is_file():
+        return ModelSpec(OPEN_CLIP, f"local-dir:{path.resolve()}")
+    if (path / "modules.json").is_file() or (path / "config.json").is_file():
+        return ModelSpec(SENTENCE, path.name, weights=str(path.resolve()))
+    checkpoints = sorted(p.name for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
+    if checkpoints:
+        raise InvalidInput(
+            f"{path} holds the weights file {checkpoints[0]} but no open_clip_config.json: name its architecture "
+            f"and the file, e.g. --model ViT-B-32 --weights {path / checkpoints[0]} (in the app: the architecture "
+            f"in Model, the file in Weights)"
+        )
+    raise InvalidInput(
+        f"{path} is not a model folder: an open_clip folder holds open_clip_config.json and its weights, a "
+        f"sentence-transformers folder holds modules.json (or config.json). Give such a folder, or a checkpoint "
+        f"file with its architecture"
+    )
+
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
 def _from_dict(stored: dict) -> ModelSpec:
@@ -187,6 +244,32 @@ def config_size(spec: "str | dict | ModelSpec") -> int | None:
 def list_models() -> list[ModelInfo]:
     """Every backend's catalogue, in table order: the packaged text model first."""
     return [info for backend in BACKENDS.values() for info in backend.models()]
+
+
+def missing_here(spec: "str | dict | ModelSpec") -> str | None:
+    """What of the model's weights is not on this machine (the Hugging Face cache, a local
+    checkpoint or folder, the packaged model), or ``None`` when it can run offline. Looks at
+    files only: never the network."""
+    spec = parse_spec(spec)
+    return spec.backend_info.missing_here(spec)
+
+
+def hub_cache_dir() -> Path:
+    """Where the Hugging Face hub keeps downloads ($HF_HUB_CACHE, or $HF_HOME/hub)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_cached(repo_id: str, filenames: "tuple[str, ...] | list[str]") -> str | None:
+    """The cached path of the first of ``filenames`` in ``repo_id`` (files only, no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=str(hub_cache_dir()))
+        if isinstance(found, str):
+            return found
+    return None
 
 
 def unavailable_message(spec: ModelSpec, exc: BaseException) -> str:
@@ -280,9 +363,62 @@ def _open_clip_models() -> list[ModelInfo]:
     for arch, tag in open_clip.list_pretrained():
         if arch not in sizes:
             sizes[arch] = int((open_clip.get_model_config(arch) or {}).get("embed_dim", 0))
-        out.append(ModelInfo(f"{arch}/{tag}", OPEN_CLIP, sizes[arch], ("image", "text"),
-                             "weights from the Hugging Face cache, or --weights FILE"))
+        here = _open_clip_missing(ModelSpec(OPEN_CLIP, arch, tag)) is None
+        note = ("weights in the Hugging Face cache: runs offline" if here
+                else "weights not here: downloaded on first use (needs internet), or --weights FILE")
+        out.append(ModelInfo(f"{arch}/{tag}", OPEN_CLIP, sizes[arch], ("image", "text"), note, here))
     return out
+
+
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's HF names
+
+
+def open_clip_hub_files(spec: ModelSpec) -> tuple[str, tuple[str, ...]] | None:
+    """(repo id, file names in the order open_clip tries them) where open_clip downloads the
+    weights of a pretrained tag or an ``hf-hub:`` name (open_clip.pretrained.download_pretrained),
+    or ``None`` when they come from elsewhere."""
+    if spec.name.startswith("hf-hub:"):
+        return spec.name[len("hf-hub:"):], OPEN_CLIP_WEIGHTS
+    if spec.weights or spec.name.startswith("local-dir:") or not spec.pretrained:
+        return None
+    import open_clip
+
+    hub = (open_clip.get_pretrained_cfg(spec.name, spec.pretrained) or {}).get("hf_hub", "")
+    if not hub:
+        return None
+    repo, filename = os.path.split(hub)  # 'org/repo/' means the default file name
+    if not filename or filename == OPEN_CLIP_WEIGHTS[1]:
+        return repo, OPEN_CLIP_WEIGHTS
+    if filename.endswith((".bin", ".pth")):  # open_clip looks for a .safetensors twin first
+        return repo, (filename[:-4] + ".safetensors", filename)
+    return repo, (filename,)
+
+
+def _open_clip_missing(spec: ModelSpec) -> str | None:
+    if spec.weights:
+        return None if Path(spec.weights).is_file() else f"the checkpoint {spec.weights} is not on this machine"
+    if spec.name.startswith("local-dir:"):
+        folder = Path(spec.name[len("local-dir:"):])
+        if not (folder / "open_clip_config.json").is_file():
+            return f"{folder} holds no open_clip_config.json"
+        if not any(folder.glob(f"*{suffix}") for suffix in (".safetensors", ".bin", ".pth")):  # what open_clip finds
+            return f"{folder} holds no weights (a .safetensors, .bin or .pth file beside open_clip_config.json)"
+        return None
+    hub = open_clip_hub_files(spec)
+    if hub is None:
+        return f"open_clip names no download for {spec.label}"
+    repo, files = hub
+    if not hub_cached(repo, files):
+        return f"its weights ({' or '.join(files)} of {repo}) are not in the Hugging Face cache ({hub_cache_dir()})"
+    if spec.name.startswith("hf-hub:"):
+        return None if hub_cached(repo, ("open_clip_config.json",)) else f"{repo}'s open_clip_config.json is not cached"
+    import open_clip
+
+    # A text tower built from a transformers model needs that model's config too.
+    text_model = ((open_clip.get_model_config(spec.name) or {}).get("text_cfg") or {}).get("hf_model_name")
+    if text_model and not hub_cached(text_model, ("config.json",)):
+        return f"its text tower's config ({text_model}) is not in the Hugging Face cache ({hub_cache_dir()})"
+    return None
 
 
 def _load_open_clip(spec: ModelSpec, device: str) -> "Embedder":
@@ -296,11 +432,19 @@ def _open_clip_needs_hub(spec: ModelSpec) -> bool:
 
 
 def _open_clip_ways_out(spec: ModelSpec, reason: str) -> str:
+    if spec.weights or spec.name.startswith("local-dir:"):  # the user's own files: no download helps
+        where = spec.weights or spec.name[len("local-dir:"):]
+        what = f"weights of the {spec.name} architecture" if spec.weights else "its open_clip_config.json and weights"
+        return (
+            f"cannot load the open_clip model from {where} ({reason}). Check that it holds {what}, saved as "
+            f".safetensors or a .pt/.bin state dict (with weights of another architecture, name that one)"
+        )
     local = f"--model {spec.name.split(':')[0] if spec.name.startswith(SCHEMAS) else spec.name} --weights FILE"
     return (
         f"cannot load {spec.label} ({reason}). Two ways out: run once with internet access so its weights land "
         f"in the Hugging Face cache (~/.cache/huggingface, or $HF_HOME) and are reused offline; or pass a local "
-        f"checkpoint file (.safetensors, or a .pt/.bin state dict): {local}"
+        f"checkpoint file (.safetensors, or a .pt/.bin state dict): {local} (in the app: \"A checkpoint on this "
+        f"machine\" in the model list)"
     )
 
 
@@ -327,6 +471,18 @@ def sentence_source(spec: ModelSpec) -> str:
     if spec.name == DEFAULT_TEXT_MODEL and packaged_minilm_path() is not None:
         return str(packaged_minilm_path())
     return spec.name
+
+
+def _sentence_missing(spec: ModelSpec) -> str | None:
+    source = sentence_source(spec)
+    if Path(source).is_dir():
+        return None
+    if spec.weights:
+        return f"the model folder {spec.weights} is not on this machine"
+    repo = source if "/" in source else f"sentence-transformers/{source}"
+    if hub_cached(repo, ("modules.json", "config.json")):
+        return None
+    return f"{repo} is not in the Hugging Face cache ({hub_cache_dir()})"
 
 
 def _sentence_models() -> list[ModelInfo]:
@@ -366,8 +522,10 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend(SENTENCE, embeds_text=True, embeds_images=False,
             prefixes=("sentence-transformers:", "sentence_transformers:", "st:"),
             parse=sentence_spec, check=_no_check, config_size=None, models=_sentence_models,
-            load=_load_sentence, needs_hub=_sentence_needs_hub, ways_out=_sentence_ways_out),
+            load=_load_sentence, needs_hub=_sentence_needs_hub, ways_out=_sentence_ways_out,
+            missing_here=_sentence_missing),
     Backend(OPEN_CLIP, embeds_text=True, embeds_images=True, prefixes=("open_clip:", "openclip:"),
             parse=open_clip_spec, check=_check_open_clip, config_size=open_clip_size, models=_open_clip_models,
-            load=_load_open_clip, needs_hub=_open_clip_needs_hub, ways_out=_open_clip_ways_out),
+            load=_load_open_clip, needs_hub=_open_clip_needs_hub, ways_out=_open_clip_ways_out,
+            missing_here=_open_clip_missing),
 )}

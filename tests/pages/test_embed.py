@@ -65,3 +65,20 @@ def test_cancel_keeps_what_is_done(open_page, app_ws):
     assert match, summary
     assert int(match.group(1)) == fs.count() < 70  # what was done is kept, the rest is not
     assert at.get("progress")[0].value < 100
+
+
+def test_the_job_line_shows_the_total_at_once_and_items_per_second_from_the_first_batch(open_page, app_ws):
+    from components.jobs import Job
+
+    ds = app_ws.datasets.create("notes")
+    ds.items.upload(NOTES)
+    fs = create_feature_set(app_ws, "notes-minilm", "all-MiniLM-L6-v2")
+    from store.embedders import embed_dataset
+
+    job = Job("Embedding")
+    assert job.status_line() == "starting…"  # the model still loading
+    seen = []
+    embed_dataset(app_ws, ds, fs, progress=lambda *a: (job.progress(*a), seen.append(job.status_line())))
+    # The total shows once the model is loaded; the first (here the only) batch brings items/s.
+    assert seen[0] == "0 / 3 · working on the first batch…"
+    assert re.match(r"3 / 3 · [0-9.]+ items/s", seen[1]), seen

@@ -33,8 +33,48 @@ def test_choosing_a_model_fixes_the_size(open_page, app_ws):
     assert fs.size == 384 and fs.entity_type == "annotation"
     assert fs.model["name"] == "all-MiniLM-L6-v2" and fs.model["backend"] == "sentence_transformers"
 
+
+
+def test_the_model_list_says_what_runs_offline_and_a_model_that_cannot_run_is_said_at_once(open_page, app_ws):
+    at = ok(open_page("app_pages/feature_sets.py"))
+    options = at.selectbox(key="sets:model").options
+    assert options[2] == "all-MiniLM-L6-v2 · runs offline"  # what runs here comes first
+    assert "ViT-B-32/laion2b_s34b_b79k · needs a download" in options
+    at.text_input(key="sets:name").input("photos")
     at.selectbox(key="sets:model").select("ViT-B-32/laion2b_s34b_b79k").run()
-    assert at.number_input(key="sets:size-fixed:512").value == 512  # from the config, no weights needed
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith("cannot run ViT-B-32/laion2b_s34b_b79k") and "cannot be reached" in error
+    assert "A checkpoint on this machine (file or folder)…" in texts(at)  # the way out, in the app
+    assert at.button(key="sets:create").disabled
+    assert app_ws.feature_sets.list() == []
+
+
+def test_a_local_checkpoint_is_checked_at_once_and_linked(open_page, app_ws, tmp_path):
+    from tests.store.embed_models import register_tiny_arch, save_tiny_checkpoint
+
+    arch = register_tiny_arch(tmp_path / "configs")
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    at = ok(open_page("app_pages/feature_sets.py"))
+    at.selectbox(key="sets:model").select("A checkpoint on this machine (file or folder)…").run()
+    at.text_input(key="sets:local-model").input("/models/nowhere.safetensors").run()
+    [error] = [e.value for e in at.error]
+    assert "no file or folder /models/nowhere.safetensors" in error and "sentence-transformers" not in error
+    assert at.button(key="sets:create").disabled
+
+    at.text_input(key="sets:local-model").input(str(checkpoint)).run()
+    assert "choose the open_clip architecture" in at.error[0].value
+    at.selectbox(key="sets:local-arch").select("RN50").run()  # the wrong architecture: said, not loaded later
+    assert "cannot load the open_clip model from" in at.error[0].value
+    at.selectbox(key="sets:local-arch").select(arch).run()
+    ok(at)
+    assert f"Loaded {arch}: vectors of size 32." in texts(at)
+    assert at.number_input(key="sets:size-fixed:32").value == 32
+    at.text_input(key="sets:name").input("tiny").run()
+    at.button(key="sets:create").click().run()
+    ok(at)
+    fs = app_ws.feature_sets.get(feature_set_name="tiny")
+    assert fs.size == 32 and fs.model["weights"] == str(checkpoint) and fs.model["backend"] == "open_clip"
 
 
 def test_delete_asks_first_and_lists_counts(open_page, app_ws):

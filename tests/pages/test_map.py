@@ -50,11 +50,11 @@ def test_empty_set_warns(open_page, app_ws):
 
 def test_project_with_pca_then_cache(open_page, small, app_ws):
     at = open_page(PAGE)
-    at.radio(key="map:method").set_value("pca").run()
-    assert not charts(at) and not _cache_files(app_ws)
-    assert "No map of **small-set**" in texts(ok(at))
-    at.button(key="map:project").click().run()
+    assert not charts(at) and not _cache_files(app_ws)  # UMAP takes a while: it waits for a click
+    assert "No map of **small-set**" in texts(ok(at)) and at.button(key="map:project")
+    at.radio(key="map:method").set_value("pca").run()  # PCA is instant: drawn without a click
     ok(at)
+    assert "No map of" not in texts(at) and all(b.key != "map:project" for b in at.button)
     spec = _spec(at)
     points = [(name, row) for trace in spec["data"] for name, row in zip(plotly_values(trace["hovertext"]), plotly_values(trace["customdata"]))]
     assert len(points) == 40
@@ -85,7 +85,6 @@ def test_project_with_pca_then_cache(open_page, small, app_ws):
 
     # 3D: a scatter3d of the same points.
     again.radio(key="map:dims").set_value(3).run()
-    again.button(key="map:project").click().run()
     spec = _spec(ok(again))
     assert all(t["type"] == "scatter3d" for t in spec["data"])
     assert all("z" in t for t in spec["data"]) and sum(len(plotly_values(t["hovertext"])) for t in spec["data"]) == 40
@@ -117,7 +116,6 @@ def test_selection_reader_and_figure():
 def test_colour_by_outlier_score(open_page, small, app_ws):
     at = open_page(PAGE)
     at.radio(key="map:method").set_value("pca").run()
-    at.button(key="map:project").click().run()
     at.selectbox(key="map:color").select("distance to the 5th neighbour").run()
     spec = _spec(ok(at))
     trace = spec["data"][0]
@@ -148,7 +146,6 @@ def test_the_figure_is_kept_across_reruns_until_something_it_shows_changes(open_
     # On the page, a change in the catalog reaches the map at the next rerun.
     at = open_page(PAGE)
     at.radio(key="map:method").set_value("pca").run()
-    at.button(key="map:project").click().run()
     at.selectbox(key="map:color").select("metadata").run()
     at.text_input(key="map:field").input("user.split").run()
     assert {t["name"] for t in _spec(ok(at))["data"]} == {"train", "(none)"}
@@ -162,18 +159,33 @@ def test_the_map_of_one_dataset_leaves_the_copies_of_a_saved_selection_out(open_
     copy = save_selection(app_ws, [i.id for i in small["items"][:10]], "small-copy").dataset
     at = open_page(PAGE)
     at.radio(key="map:method").set_value("pca").run()
-    assert at.selectbox(key="map:scope").value == small["ds"].id and "No map of **small-set** in small" in texts(ok(at))
-    at.button(key="map:project").click().run()
+    assert at.selectbox(key="map:scope").value == small["ds"].id
     names = {t["name"] for t in _spec(ok(at))["data"]}
     points = sum(len(plotly_values(t["customdata"])) for t in _spec(at)["data"])
     assert names == {"small"} and points == 40 and "40 points of small" in texts(at)
     at.selectbox(key="map:scope").select(copy.id).run()
-    at.button(key="map:project").click().run()
     assert sum(len(plotly_values(t["customdata"])) for t in _spec(ok(at))["data"]) == 10
     assert {t["name"] for t in _spec(at)["data"]} == {"small-copy"}
     at.selectbox(key="map:scope").select("__all__").run()
-    at.button(key="map:project").click().run()
     assert {t["name"] for t in _spec(ok(at))["data"]} == {"small", "small-copy"}  # coloured by dataset
     assert "50 points from 2 datasets" in texts(at)
     at.selectbox(key="map:color").select("distance to the 5th neighbour").run()
     assert len(charts(ok(at))) == 1
+
+
+def test_after_project_the_banner_and_button_go_and_a_request_projects_on_arrival(open_page, small, app_ws):
+    at = ok(open_page(PAGE))
+    at.slider(key="map:n_neighbors").set_value(5).run()
+    assert "No map of **small-set**" in texts(at) and not charts(at)
+    at.button(key="map:project").click().run()
+    ok(at)
+    assert len(charts(at)) == 1 and "computed in" in texts(at)
+    assert "No map of" not in texts(at) and all(b.key != "map:project" for b in at.button)  # gone in that same run
+
+    # "Show on map" from a search asks for the projection: the map page makes it on arrival.
+    at.radio(key="map:dims").set_value(3).run()
+    assert "No map of **small-set**" in texts(ok(at))
+    at.session_state["map:project-request"] = True  # what components.scatter.request_projection sets
+    at.run()
+    assert all(t["type"] == "scatter3d" for t in _spec(ok(at))["data"]) and "No map of" not in texts(at)
+    assert "map:project-request" not in at.session_state  # asked once, done once

@@ -192,7 +192,6 @@ def test_distance_histogram_and_show_on_map(open_page, space):
     assert at.title[0].value == "Map"
     at.switch_page("app_pages/map.py")  # AppTest's later runs return to the page it was told, not the switched one
     at.radio(key="map:method").set_value("pca").run()
-    at.button(key="map:project").click().run()
     assert at.selectbox(key="map:color").value == "distance"
     spec = json.loads(charts(ok(at))[0].proto.spec)
     by_name = dict(zip(plotly_values(spec["data"][0]["hovertext"]), plotly_values(spec["data"][0]["marker"]["color"])))

@@ -151,16 +151,18 @@ def test_progress_and_cancel_keep_finished_batches(ws_embedded, tiny_dir):
 
     def progress(done, total, rate):
         seen.append((done, total, rate))
-        stop.set()
+        if done:
+            stop.set()
 
     report = embed_dataset(ws, ds, fs, device="cpu", batch_size=2, progress=progress, cancel=stop)
     assert report.cancelled and report.embedded == 2 and fs.count() == 2
-    assert seen == [(2, 7, seen[0][2])] and seen[0][2] > 0
+    # The total as soon as the model is loaded, then items/s from the first batch on.
+    assert seen == [(0, 7, 0.0), (2, 7, seen[1][2])] and seen[1][2] > 0
 
     seen.clear()
     rest = embed_dataset(ws, ds, fs, device="cpu", batch_size=2, progress=lambda *a: seen.append(a))
     assert (rest.embedded, rest.already_done, rest.cancelled) == (5, 2, False)
-    assert [s[:2] for s in seen] == [(2, 5), (4, 5), (5, 5)]
+    assert [s[:2] for s in seen] == [(0, 5), (2, 5), (4, 5), (5, 5)]
     assert fs.count() == 7
 
 
