@@ -55,7 +55,7 @@ def first_result(page) -> str:
 
 def test_embed_texts_and_search_by_text(page, server):
     upload(page, server, "browser-notes", [(n, b, "text/plain") for n, b in NOTES])
-    create_set(page, server, "browser-notes-minilm", "all-MiniLM-L6-v2", 384)
+    create_set(page, server, "browser-notes-minilm", "all-MiniLM-L6-v2 · runs offline", 384)
     embed(page, server, "browser-notes", "browser-notes-minilm · size 384", 4)
     shot(page, "embed-texts-done")
 
@@ -71,7 +71,7 @@ def test_embed_images_with_a_local_clip_and_search_by_a_dropped_image(page, serv
     images = {"red.png": png((230, 10, 10), (64, 64)), "green.png": png((10, 200, 20), (64, 64)),
               "blue.png": png((10, 20, 230), (64, 64))}
     upload(page, server, "browser-colours", [(n, b, "image/png") for n, b in images.items()])
-    create_set(page, server, "browser-tiny-clip", "A local model (folder or checkpoint)…", 32,
+    create_set(page, server, "browser-tiny-clip", "A checkpoint on this machine (file or folder)…", 32,
                local=model.removeprefix("local-dir:"))
     embed(page, server, "browser-colours", "browser-tiny-clip · size 32", 3)
 

@@ -187,13 +187,20 @@ def test_distance_histogram_and_show_on_map(open_page, space):
     last = at.session_state["search:last"]
     assert last["set_id"] == space["fs"].id and last["results"] == [space["items"][n].id for n in ("origin.png", "x1.png")]
 
+    at.session_state["_kept:map:method"] = "pca"  # chosen on an earlier visit to the map (UMAP compiles for minutes here)
     at.button(key="search:show-on-map").click().run()
     ok(at)
     assert at.title[0].value == "Map"
+    assert len(charts(at)) == 1 and "No map of" not in texts(at)  # projected on arrival: no button to press
     at.switch_page("app_pages/map.py")  # AppTest's later runs return to the page it was told, not the switched one
-    at.radio(key="map:method").set_value("pca").run()
+    at.run()
     assert at.selectbox(key="map:color").value == "distance"
     spec = json.loads(charts(ok(at))[0].proto.spec)
+    # The legend (rings, query) sits in a row above the plot; the colour bar stands at its right.
+    legend = spec["layout"]["legend"]
+    assert legend["orientation"] == "h" and legend["y"] >= 1 and legend["yanchor"] == "bottom"
+    bar = spec["data"][0]["marker"]["colorbar"]
+    assert bar.get("orientation", "v") == "v" and bar.get("x", 1.02) >= 1 and bar.get("y", 0.5) <= 1
     by_name = dict(zip(plotly_values(spec["data"][0]["hovertext"]), plotly_values(spec["data"][0]["marker"]["color"])))
     assert by_name["z3.txt"] == pytest.approx(3.0) and by_name["origin.png"] == pytest.approx(0.0)
     ringed = next(t for t in spec["data"] if t.get("name") == "search results")
