@@ -43,7 +43,7 @@ def show_requested_item(gallery_key: str, item_ids: Sequence[str]) -> None:
     request = st.session_state.get(REQUEST)
     if request and request[0] == gallery_key:
         if request[1] in item_ids:
-            item_view(request[1])
+            item_view(request[1], list(item_ids), gallery_key)
         else:  # the item left this gallery (deleted, filtered out): nothing to show
             close_item_view()
 
@@ -177,8 +177,23 @@ def draw_delete(ws: Workspace, item: Item) -> None:
     no.button("Cancel", key="item_view:cancel", on_click=confirm_delete, args=(None,))
 
 
+def draw_steps(item_id: str, item_ids: Sequence[str], gallery_key: str) -> None:
+    """Previous / next through the gallery the view was opened from, in its order (the
+    search's ranks, the dataset page's sort)."""
+    if len(item_ids) < 2:
+        return
+    at = list(item_ids).index(item_id)
+    back, where, forward = st.columns([1, 2, 1])
+    back.button("Previous", key="item_view:previous", icon=":material/chevron_left:", width="stretch",
+                disabled=at == 0, on_click=request_item_view, args=(gallery_key, item_ids[at - 1]))
+    where.caption(f"{at + 1} of {len(item_ids)} in this gallery")
+    forward.button("Next", key="item_view:next", icon=":material/chevron_right:", width="stretch",
+                   disabled=at == len(item_ids) - 1, on_click=request_item_view,
+                   args=(gallery_key, item_ids[min(at + 1, len(item_ids) - 1)]))
+
+
 @st.dialog("Item", width="large", on_dismiss=close_item_view)
-def item_view(item_id: str) -> None:
+def item_view(item_id: str, item_ids: Sequence[str] = (), gallery_key: str = "") -> None:
     from components.state import user_errors, workspace
 
     with user_errors():
@@ -188,6 +203,7 @@ def item_view(item_id: str) -> None:
         except NotFound:
             st.info("This item is no longer in the workspace (deleted meanwhile).")
             return
+        draw_steps(item_id, item_ids, gallery_key)
         st.subheader(item.filename)
         annotations = item.annotations.list()
         features = list(item.features.list().all())

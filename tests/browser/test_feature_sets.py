@@ -10,7 +10,7 @@ pytestmark = pytest.mark.browser
 def test_create_a_set_with_a_model_and_delete_one(page, server):
     goto(page, server["url"], "feature_sets", "Feature sets")
     fill(page, "sets:name", "browser-minilm")
-    select(page, "sets:model", "all-MiniLM-L6-v2")
+    select(page, "sets:model", "all-MiniLM-L6-v2 · runs offline")
     size = widget(page, "sets:size-fixed:384").locator("input")
     expect(size).to_have_value("384")
     expect(size).to_be_disabled()

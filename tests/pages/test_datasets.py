@@ -156,3 +156,27 @@ def test_delete_the_dataset_with_a_confirmation(open_page, photos, app_ws):
     assert photos["fs"].count() == 0
     assert any("Deleted photos" in s.value for s in at.success)
     assert at.selectbox(key="datasets:dataset").value == other.id
+
+
+def test_the_item_view_steps_through_the_gallery_it_was_opened_from(open_page, photos):
+    at = open_page(PAGE)
+    at.select_slider(key="datasets:page-size").set_value(24).run()
+    at.button(key="datasets:next").click().run()  # the second page: 6 notes, then the two pictures
+    order = [b.key.rsplit(":", 1)[1] for b in ok(at).button if (b.key or "").startswith("datasets:grid:open:")]
+    at = _open(at, f"datasets:grid:open:{order[-2]}")
+    assert "7 of 8 in this gallery" in texts(at)
+    at.button(key="item_view:next").click().run()
+    assert [s.value for s in ok(at).subheader][-1] == "/notes/pics/red.png" and at.button(key="item_view:next").disabled
+    at.button(key="item_view:previous").click().run()
+    at.button(key="item_view:previous").click().run()
+    assert "6 of 8 in this gallery" in texts(ok(at))
+
+    # From the search results: their ranks.
+    at = open_page("app_pages/search.py")
+    at.radio(key="search:mode").set_value("Vector or feature id").run()
+    at.text_area(key="search:vector").input("0, 1").run()
+    at = _open(at, f"search:results:open:{photos['pics'][0].id}")
+    assert "2 of 2 in this gallery" in texts(at)
+    at.button(key="item_view:previous").click().run()
+    assert [s.value for s in ok(at).subheader][-1] == "/notes/pics/blue.png"  # the first result
+    assert at.button(key="item_view:previous").disabled
