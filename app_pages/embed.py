@@ -3,9 +3,9 @@ import pandas as pd
 import streamlit as st
 
 from components.jobs import current_job, job_panel, start_job
-from components.models import device_label, model_choices, model_label, model_size
+from components.models import cannot_run_here, device_label, model_choice_label, model_choices, model_label, model_size
 from components.pickers import dataset_picker, feature_set_picker
-from components.state import user_errors, workspace
+from components.state import show_error, user_errors, workspace
 
 st.title("Embed")
 st.caption("Run a model over every item of a dataset into a feature set. A rerun embeds only what is missing.")
@@ -33,8 +33,12 @@ with user_errors():
         fs = feature_set_picker(ws, "Into feature set", key="embed:set")
     if dataset is not None and fs is not None:
         model = None
+        problem = None
         if fs.model:
             st.markdown(f"Model: **{model_label(fs.model)}** (linked to {fs.name})")
+            problem = cannot_run_here(fs.model)  # said now, not after the job has started
+            if problem:
+                show_error(problem)
         else:
             fitting = [m for m in model_choices() if model_size(m) == fs.size]
             if not fitting:
@@ -42,10 +46,13 @@ with user_errors():
                            "Import its vectors on the **Feature sets** page instead, or create a set with a model.")
             else:
                 model = st.selectbox(f"Model ({fs.name} has none; these make vectors of size {fs.size})", fitting,
-                                     key="embed:model", format_func=model_label)
+                                     key="embed:model", format_func=model_choice_label)
+                problem = cannot_run_here(model)
+                if problem:
+                    show_error(problem)
         st.markdown(f"Runs on: **{device_label()}**")
         recompute = st.checkbox("Embed again the items that already have a vector", key="embed:recompute")
-        ready = bool(fs.model or model)
+        ready = bool(fs.model or model) and problem is None
         job = current_job("embed")
         busy = job is not None and job.running
         if st.button("Embed", key="embed:go", type="primary", icon=":material/play_arrow:",

@@ -80,13 +80,22 @@ def model_size(name: str, weights: str | None = None) -> int:
 def model_record(name: str, weights: str | None = None) -> dict:
     """What a feature set stores as its ``model``: name, backend, weights, normalize, size.
     A model that cannot run here (weights neither here nor reachable) raises ModelUnavailable."""
-    spec = _runs_here(name, weights)
+    spec = _runs_here(embedders.parse_spec(name, weights=weights))
     return spec.to_dict(model_size(name, weights))
 
 
+def cannot_run_here(model: dict | str) -> str | None:
+    """Why a set's model cannot run on this machine now, or None: said before a job starts."""
+    try:
+        _runs_here(embedders.parse_spec(model))
+    except FeaturelabError as exc:
+        return str(exc)
+    return None
+
+
 @st.cache_data(ttl=60, show_spinner=False)
-def _runs_here(name: str, weights: str | None):
-    return embedders.check_runs_here(embedders.parse_spec(name, weights=weights))
+def _runs_here(spec: "embedders.ModelSpec") -> "embedders.ModelSpec":
+    return embedders.check_runs_here(spec)
 
 
 @st.cache_resource(show_spinner=False)

@@ -82,3 +82,16 @@ def test_the_job_line_shows_the_total_at_once_and_items_per_second_from_the_firs
     # The total shows once the model is loaded; the first (here the only) batch brings items/s.
     assert seen[0] == "0 / 3 · working on the first batch…"
     assert re.match(r"3 / 3 · [0-9.]+ items/s", seen[1]), seen
+
+
+def test_a_set_whose_model_cannot_run_here_says_so_before_the_job(open_page, app_ws):
+    ds = app_ws.datasets.create("pics")
+    ds.items.upload([("red.png", png())])
+    # Linked before (or through the SDK, which stores any model): its weights are not on this machine.
+    app_ws.feature_sets.create(name="clip", size=512, model={"name": "ViT-B-32/laion2b_s34b_b79k",
+                                                             "backend": "open_clip"})
+    at = open_page("app_pages/embed.py")
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith("cannot run ViT-B-32/laion2b_s34b_b79k") and "A checkpoint on this machine" in error
+    assert at.button(key="embed:go").disabled and "job:embed" not in at.session_state
