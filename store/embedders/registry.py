@@ -21,9 +21,9 @@ from .spec import (
 
 __all__ = [  # the naming names stay importable from here, where they were
     "BACKENDS", "DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "DEFAULT_TEXT_SIZE", "OPEN_CLIP", "SENTENCE",
-    "Backend", "ModelInfo", "ModelSpec", "ModelUnavailable", "check_local_model", "check_runs_here", "default_text_model",
-    "hub_reachable", "list_models", "load_embedder", "loaded_embedders", "model_size", "open_clip_architectures", "packaged_minilm_path",
-    "parse_spec", "pretrained_tags",
+    "Backend", "ModelInfo", "ModelSpec", "ModelUnavailable", "check_local_model", "check_runs_here",
+    "default_text_model", "hub_reachable", "list_models", "load_embedder", "loaded_embedders", "model_size",
+    "open_clip_architectures", "packaged_minilm_path", "parse_spec", "pretrained_tags",
 ]
 
 _CACHE: dict[tuple[ModelSpec, str], Embedder] = {}
