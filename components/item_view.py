@@ -196,6 +196,11 @@ def draw_steps(item_id: str, item_ids: Sequence[str], gallery_key: str) -> None:
 def item_view(item_id: str, item_ids: Sequence[str] = (), gallery_key: str = "") -> None:
     from components.state import user_errors, workspace
 
+    # Previous / next change the request: a click inside the dialog reruns it alone (it is a
+    # fragment), with the arguments it was opened with, so the request says which item now.
+    request = st.session_state.get(REQUEST)
+    if request and request[0] == gallery_key and request[1] in item_ids:
+        item_id = request[1]
     with user_errors():
         ws = workspace()
         try:

@@ -49,6 +49,19 @@ def test_open_a_search_result_then_delete_its_dataset(page, server):
     expect(dialog.locator("img").first).to_be_visible()
     shot(page, "item-view-from-search")
 
+    # Next / previous step through the results in their order, in the same dialog.
+    expect(dialog).to_contain_text("1 of 3 in this gallery")
+    widget(page, "item_view:next").locator("button").click()
+    settle(page)
+    expect(page.get_by_role("dialog")).to_contain_text("/colours/green.png", timeout=30_000)  # the second result
+    expect(page.get_by_role("dialog")).to_contain_text("2 of 3 in this gallery")
+    shot(page, "item-view-next")
+    widget(page, "item_view:previous").locator("button").click()
+    settle(page)
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("/colours/red.png", timeout=30_000)
+    expect(dialog).to_contain_text("1 of 3 in this gallery")
+
     # "More like this" from the view: the Search page searches from red.png (distance 0 first).
     widget(page, "item_view:more:" + dialog_set_id(server["home"])).locator("button").click()
     settle(page)
