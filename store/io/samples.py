@@ -139,23 +139,13 @@ def help_files() -> list[SampleFile]:
 # ---- models at hand ---------------------------------------------------------------------
 def clip_weights_at_hand(model: str = CLIP_MODEL) -> bool:
     """Whether the CLIP weights are already on this machine (Hugging Face cache): never
-    downloads, never waits on a network."""
-    try:
-        import open_clip
-        from huggingface_hub import try_to_load_from_cache
+    downloads, never waits on a network (``embedders.missing_here``)."""
+    from ..embedders import missing_here
 
-        arch, _, tag = model.partition("/")
-        cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
-    except Exception:
+    try:
+        return missing_here(model) is None
+    except FeaturelabError:  # not a model open_clip knows
         return False
-    hub = cfg.get("hf_hub") or ""
-    if not hub:
-        return False
-    repo_id = "/".join(hub.strip("/").split("/")[:2])
-    names = [p for p in hub.strip("/").split("/")[2:] if p] or [
-        "open_clip_model.safetensors", "open_clip_pytorch_model.bin",
-    ]
-    return any(isinstance(try_to_load_from_cache(repo_id, name), str) for name in names)
 
 
 def _model_dict(model: Any, size: int) -> dict:
