@@ -495,6 +495,7 @@ class NeighbourDistances:
     entity_ids: np.ndarray
     distances: np.ndarray  # float64, row i for entity_ids[i]
     suggested_threshold: float
+    reach: float = 0.0  # the largest nearest distance between distinct vectors (a slider's right end)
 
     def histogram(self, bins: int = 50) -> tuple[np.ndarray, np.ndarray]:
         """``(counts, edges)`` as ``np.histogram`` gives them."""
@@ -520,8 +521,10 @@ def nearest_neighbor_distances(
         dists = np.full(len(scope.entity_ids), np.inf)
     else:
         dists = _cached_knn(scope, 1)[0][:, 0].copy()
-    suggested = suggest_threshold(distinct_nearest_distances(scope.values, dists) if len(dists) >= 2 else dists)
-    return NeighbourDistances(scope.fs.id, scope.version, scope.entity_ids.copy(), dists, suggested)
+    distinct = distinct_nearest_distances(scope.values, dists) if len(dists) >= 2 else np.zeros(0)
+    finite = distinct[np.isfinite(distinct)]
+    return NeighbourDistances(scope.fs.id, scope.version, scope.entity_ids.copy(), dists, suggest_threshold(finite),
+                              float(finite.max()) if len(finite) else 0.0)
 
 
 # ---- hiding and undo ---------------------------------------------------------------------------------

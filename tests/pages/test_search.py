@@ -230,9 +230,12 @@ def test_a_saved_selection_does_not_double_the_hits_of_a_scoped_search(open_page
     scope.select("__all__").run()  # "All datasets": every copy, and where each comes from
     assert [n for n, _ in _table(ok(at))] == ["x1.png", "x1.png", "origin.png", "origin.png", "y2.txt", "y2.txt"]
     assert "From space (3), space-copy (3)" in texts(at)
+    captions = [c for img in at.image for c in img.captions]  # each thumbnail names its dataset
+    assert sorted(captions[:2]) == ["/pts/x1.png · d=0.1414 · space", "/pts/x1.png · d=0.1414 · space-copy"]
     assert sum(plotly_values(json.loads(charts(at)[0].proto.spec)["data"][0]["y"])) == 6
     at.selectbox(key="search:scope").select(copy.id).run()
     assert set(ok(at).dataframe[0].value["dataset"]) == {"space-copy"} and len(at.dataframe[0].value) == 3
+    assert [c for img in at.image for c in img.captions][0] == "/pts/x1.png · d=0.1414"  # one dataset: not said
     assert at.session_state["dataset:current"] == copy.id  # the dataset being worked on, for every page
 
 
