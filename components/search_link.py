@@ -27,77 +27,91 @@ def _by_name_or_id(records: Sequence, wanted: str | None):
     return next((r for r in records if wanted in (r.id, r.name)), None) if wanted else None
 
 
-def _set_query(ws: Workspace, state: SearchState, problems: list[str]) -> None:
+class _Form:
+    """Writes into the form's session keys: every key for a link, only the missing ones when
+    coming back to the page (Streamlit drops a widget's value on a run that does not draw
+    it; what another page put there on purpose, such as the map's "Search from here", stays)."""
+
+    def __init__(self, only_missing: bool) -> None:
+        self.only_missing = only_missing
+
+    def __setitem__(self, key: str, value) -> None:
+        if not (self.only_missing and key in st.session_state):
+            st.session_state[key] = value
+
+
+def _set_query(ws: Workspace, form: _Form, state: SearchState, problems: list[str]) -> None:
     """The query box of the link's mode: the text, the pasted vector or id, or the item."""
-    mode = MODE_LABELS[state.mode]
-    st.session_state["search:mode"] = mode
+    form["search:mode"] = MODE_LABELS[state.mode]
     if state.mode == "text":
-        st.session_state["search:text"] = state.query
+        form["search:text"] = state.query
     elif state.mode == "vector":
-        st.session_state["search:vector"] = state.query
+        form["search:vector"] = state.query
     elif state.mode == "item" and state.query:
         try:
             item = ws.get_item(state.query)
         except NotFound:
             problems.append(f"the link's item {state.query} is not in this workspace; pick one")
             return
-        st.session_state["search:item-dataset"] = item.dataset_id
-        st.session_state["search:item"] = item.id
+        form["search:item-dataset"] = item.dataset_id
+        form["search:item"] = item.id
     elif state.mode == "image":
         problems.append("a dropped image cannot travel in a link: drop it again")
 
 
-def _set_filters(state: SearchState, datasets: list[Dataset], problems: list[str]) -> None:
+def _set_filters(form: _Form, state: SearchState, datasets: list[Dataset], problems: list[str]) -> None:
     filter_ds = _by_name_or_id(datasets, state.dataset)
     if state.dataset and filter_ds is None:
         problems.append(f"the link's filter dataset {state.dataset!r} is not here; filtering on any dataset")
-    st.session_state["search:filters:dataset"] = filter_ds.id if filter_ds else None
-    st.session_state["search:filters:folder"] = state.folder
-    st.session_state["search:filters:hidden"] = HIDDEN_LABELS[state.hidden]
-    st.session_state["search:filters:meta-field"] = state.field
-    st.session_state["search:filters:meta-op"] = f"${state.op}"
-    st.session_state["search:filters:meta-value"] = state.value
+    form["search:filters:dataset"] = filter_ds.id if filter_ds else None
+    form["search:filters:folder"] = state.folder
+    form["search:filters:hidden"] = HIDDEN_LABELS[state.hidden]
+    form["search:filters:meta-field"] = state.field
+    form["search:filters:meta-op"] = f"${state.op}"
+    form["search:filters:meta-value"] = state.value
 
 
 def restore(ws: Workspace) -> list[str]:
     """Put a link's search into the form (before any of its widgets is drawn); returns a
-    sentence for each part of the link that could not be used. Does nothing unless the URL
-    holds a search this session did not write itself."""
+    sentence for each part of the link that could not be used. A URL this session wrote
+    itself is left alone; an empty one (back by the menu) brings back what the form held."""
     params = st.query_params.to_dict()
-    if not params or params == st.session_state.get(WRITTEN):
+    written = st.session_state.get(WRITTEN)
+    if params and params == written or not params and not written:
         return []
-    state, problems = SearchState.from_params(params)
-    sets = ws.feature_sets.list()
-    fs = _by_name_or_id(sets, state.set)
+    form = _Form(only_missing=not params)
+    state, problems = SearchState.from_params(params or written)
+    fs = _by_name_or_id(ws.feature_sets.list(), state.set)
     if state.set and fs is None:
         problems.append(f"the link's feature set {state.set!r} is not in this workspace; pick one")
     if fs is not None:
-        st.session_state["search:set"] = fs.id
+        form["search:set"] = fs.id
     datasets = ws.datasets.list()
+    scope = _by_name_or_id(datasets, state.scope)
     if state.scope == "all":
-        st.session_state["search:scope"] = ALL
-    elif state.scope:
-        scope = _by_name_or_id(datasets, state.scope)
-        if scope is None:
-            problems.append(f"the link's dataset {state.scope!r} is not in this workspace")
-        else:
-            st.session_state["search:scope"] = scope.id
-    _set_query(ws, state, problems)
-    st.session_state["search:k"] = state.k
-    st.session_state["search:per"] = state.page_size
-    st.session_state["search:results:page"] = state.page
-    st.session_state[PENDING_MAX] = state.max_distance
-    _set_filters(state, datasets, problems)
-    st.session_state.pop("search:custom", None)  # a link is the form's search, not a typed JSON
-    st.session_state.pop("search:signature", None)  # the link's page stands (see keep_page)
-    return problems
+        form["search:scope"] = ALL
+    elif state.scope and scope is None:
+        problems.append(f"the link's dataset {state.scope!r} is not in this workspace")
+    elif scope is not None:
+        form["search:scope"] = scope.id
+    _set_query(ws, form, state, problems)
+    form["search:k"] = state.k
+    form["search:per"] = state.page_size
+    form["search:results:page"] = state.page
+    st.session_state[PENDING_MAX] = (state.max_distance, bool(params))
+    if params:  # a link: the typed JSON goes, and its page is kept (see keep_page)
+        st.session_state.pop("search:custom", None)
+        st.session_state.pop("search:signature", None)
+    _set_filters(form, state, datasets, problems)
+    return problems if params else []
 
 
 def link_max_distance(key: str, ceiling: float) -> None:
     """The slider ``key`` starts at the distance limit a link asked for (none: no limit)."""
     if PENDING_MAX in st.session_state:
-        wanted = st.session_state.pop(PENDING_MAX)
-        st.session_state[key] = ceiling if wanted is None else min(float(wanted), ceiling)
+        wanted, from_link = st.session_state.pop(PENDING_MAX)
+        if from_link or key not in st.session_state:
+            st.session_state[key] = ceiling if wanted is None else min(float(wanted), ceiling)
 
 
 def keep_page(signature: str) -> None:

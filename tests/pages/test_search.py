@@ -340,3 +340,21 @@ def test_the_url_keeps_the_search_and_a_new_session_restores_it(open_page, space
     errors = " ".join(e.value for e in odd.error)
     assert "k='abc' is not a whole number" in errors and "'nowhere' is not here" in errors
     assert odd.selectbox(key="search:item").value == item.id and _table(odd)[0] == ("y2.txt", 0.0)
+
+
+def test_the_form_comes_back_after_another_page(open_page, space):
+    at = _by_vector(open_page("app_pages/search.py"), "0.9, 0.1, 0")
+    at.number_input(key="search:k").set_value(2).run()
+    at.selectbox(key="search:filters:hidden").select("Both").run()
+    maxd = next(s for s in at.slider if s.key.startswith("search:maxd:"))
+    maxd.set_value(1.5).run()
+    want = _table(ok(at))
+    at.switch_page("app_pages/home.py")
+    at.query_params.clear()  # st.navigation clears them on a page switch
+    at.run()
+    at.switch_page("app_pages/search.py")
+    at.query_params.clear()
+    ok(at.run())
+    assert _table(at) == want and at.number_input(key="search:k").value == 2
+    assert next(s for s in at.slider if s.key.startswith("search:maxd:")).value == pytest.approx(1.5)
+    assert at.query_params["k"] == "2"  # and the URL says the search again
