@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.ui import choose, click, fill, goto, select, settle, shot, widget
+from tests.browser.ui import choose, click, fill, goto, result_card, select, settle, shot, widget
 
 pytestmark = pytest.mark.browser
 
@@ -41,12 +41,6 @@ def line(server):
         ws.close()
 
 
-def card(page, n: int) -> str:
-    cell = widget(page, f"search:results:cell:{n}")
-    expect(cell).to_contain_text(" d=", timeout=30_000)
-    return cell.inner_text().replace("\n", " ")
-
-
 def search_origin(page, server, k: str) -> None:
     goto(page, server["url"], "search", "Search")
     select(page, "search:set", f"{SET} · size 2")
@@ -62,11 +56,12 @@ def test_paging_past_100(page, server, line):
     click(page, "search:results:next")
     click(page, "search:results:next")
     expect(page.get_by_text("Showing 97–144 of 1,000")).to_be_visible()
-    assert "/p0096.txt · d=96" in card(page, 0) and "/p0100.txt · d=100" in card(page, 4)  # past the old k = 100
+    assert "/p0096.txt · d=96" in result_card(page, 0)
+    assert "/p0100.txt · d=100" in result_card(page, 4)  # past the old k = 100
     shot(page, "search-page-3")
     fill(page, "search:results:page", "21")  # the last page: 40 results
     expect(page.get_by_text("Showing 961–1,000 of 1,000")).to_be_visible()
-    assert "/p0999.txt · d=999" in card(page, 39)
+    assert "/p0999.txt · d=999" in result_card(page, 39)
     expect(widget(page, "search:results:next").locator("button")).to_be_disabled()
     click(page, "search:results:prev")
     expect(page.get_by_text("Showing 913–960 of 1,000")).to_be_visible()
@@ -77,7 +72,7 @@ def test_a_url_restores_a_search(page, server, line, browser):
     fill(page, "search:vector", "500, 0")
     click(page, "search:results:next")
     expect(page.get_by_text("Showing 49–96 of 300")).to_be_visible()
-    first = card(page, 0)
+    first = result_card(page, 0)
     assert re.search(r"/p0(476|524)\.txt · d=24", first)
     expect(page).to_have_url(re.compile(r"/search\?.*page=2"))
     url = page.url
@@ -90,7 +85,7 @@ def test_a_url_restores_a_search(page, server, line, browser):
         expect(tab.get_by_role("heading", name="Search", exact=True)).to_be_visible()
         settle(tab)
         expect(tab.get_by_text("Showing 49–96 of 300")).to_be_visible(timeout=30_000)
-        assert card(tab, 0) == first  # the same set, query and page
+        assert result_card(tab, 0) == first  # the same set, query and page
         expect(widget(tab, "search:k").locator("input")).to_have_value("300")
         expect(widget(tab, "search:vector").locator("textarea")).to_have_value("500, 0")
         shot(tab, "search-restored-from-url")

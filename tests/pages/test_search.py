@@ -304,17 +304,25 @@ def test_paging_through_a_thousand_results(open_page, many):
     assert "Showing 1–100 of 1,000" in texts(ok(at)) and list(at.dataframe[0].value["name"])[0] == "p1199.txt"
 
 
+def _max_slider(at):
+    return next(s for s in at.slider if s.key.startswith("search:maxd:"))
+
+
+def _a_limited_search(open_page):
+    """A search by vector with k, a distance limit and a filter set: (the app, its table)."""
+    at = _by_vector(open_page("app_pages/search.py"), "0.9, 0.1, 0")
+    at.number_input(key="search:k").set_value(2).run()
+    at.selectbox(key="search:filters:hidden").select("Both").run()
+    _max_slider(at).set_value(1.5).run()
+    return at, _table(ok(at))
+
+
 def test_the_url_keeps_the_search_and_a_new_session_restores_it(open_page, space, app_ws):
     from streamlit.testing.v1 import AppTest
 
     from tests.pages.conftest import ROOT
 
-    at = _by_vector(open_page("app_pages/search.py"), "0.9, 0.1, 0")
-    at.number_input(key="search:k").set_value(2).run()
-    at.selectbox(key="search:filters:hidden").select("Both").run()
-    maxd = next(s for s in at.slider if s.key.startswith("search:maxd:"))
-    maxd.set_value(1.5).run()
-    want = _table(ok(at))
+    at, want = _a_limited_search(open_page)
     params = dict(at.query_params)
     assert params == {"set": "points", "by": "vector", "q": "0.9, 0.1, 0", "k": "2", "max": "1.5", "hidden": "both"}
 
@@ -326,7 +334,7 @@ def test_the_url_keeps_the_search_and_a_new_session_restores_it(open_page, space
     assert fresh.radio(key="search:mode").value == "Vector or feature id"
     assert fresh.text_area(key="search:vector").value == "0.9, 0.1, 0"
     assert fresh.number_input(key="search:k").value == 2
-    assert next(s for s in fresh.slider if s.key.startswith("search:maxd:")).value == pytest.approx(1.5)
+    assert _max_slider(fresh).value == pytest.approx(1.5)
     assert fresh.selectbox(key="search:filters:hidden").value == "Both"
     assert dict(fresh.query_params) == params  # and the URL stays as it came
 
@@ -343,12 +351,7 @@ def test_the_url_keeps_the_search_and_a_new_session_restores_it(open_page, space
 
 
 def test_the_form_comes_back_after_another_page(open_page, space):
-    at = _by_vector(open_page("app_pages/search.py"), "0.9, 0.1, 0")
-    at.number_input(key="search:k").set_value(2).run()
-    at.selectbox(key="search:filters:hidden").select("Both").run()
-    maxd = next(s for s in at.slider if s.key.startswith("search:maxd:"))
-    maxd.set_value(1.5).run()
-    want = _table(ok(at))
+    at, want = _a_limited_search(open_page)
     at.switch_page("app_pages/home.py")
     at.query_params.clear()  # st.navigation clears them on a page switch
     at.run()
@@ -356,5 +359,5 @@ def test_the_form_comes_back_after_another_page(open_page, space):
     at.query_params.clear()
     ok(at.run())
     assert _table(at) == want and at.number_input(key="search:k").value == 2
-    assert next(s for s in at.slider if s.key.startswith("search:maxd:")).value == pytest.approx(1.5)
+    assert _max_slider(at).value == pytest.approx(1.5)
     assert at.query_params["k"] == "2"  # and the URL says the search again
