@@ -186,7 +186,7 @@ def draw_cluster_items(ws: Workspace, result: ClusterResult, scope: Scope) -> No
     items = entity_items(ws, result, members)
     st.caption(f"Closest to the centre first; the first {len(members)} of {by_id[picked].size}."
                + (f" From {scope.sources(i.dataset_id for i in items)}." if scope.many else ""))
-    item_gallery(items, columns=6, key="clusters:gallery")
+    item_gallery(items, columns=6, key="clusters:gallery", datasets=scope.captions)
 
 
 st.title("Clusters")

@@ -163,7 +163,7 @@ def draw_maps(ws: Workspace, cmp: Comparison, a: FeatureSet, b: FeatureSet, scop
         shown = items_of(ws, cmp, picked[:SELECTION_SHOWN])
         if scope.many:
             st.caption(f"From {scope.sources(i.dataset_id for i in shown)}.")
-        item_gallery(shown, columns=6, key="compare:selection")
+        item_gallery(shown, columns=6, key="compare:selection", datasets=scope.captions)
 
 
 st.title("Compare sets")

@@ -3,12 +3,12 @@ thumbnail size), open any item (the item view), and delete the whole dataset."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import streamlit as st
 
 from components.gallery import item_gallery
+from components.pager import pager
 from components.pickers import dataset_picker
 from components.state import flash, user_errors, workspace
 from store import Dataset, InvalidInput, Pages, Workspace
@@ -70,26 +70,6 @@ def browse_page(ds: Dataset, b: Browse, page: int) -> Pages:
                            descending=b.descending, page=page, page_size=b.page_size)
 
 
-def step_page(delta: int, last: int) -> None:
-    st.session_state["datasets:page"] = min(max(1, st.session_state.get("datasets:page", 1) + delta), last)
-
-
-def draw_pager(total: int, page_size: int) -> int:
-    """Previous / page number / next; returns the 0-based page (kept in range when the filters shrink)."""
-    last = max(1, math.ceil(total / page_size))
-    if st.session_state.get("datasets:page", 1) > last:
-        st.session_state["datasets:page"] = last
-    prev_col, num_col, next_col, info_col = st.columns([1, 1.2, 1, 4], vertical_alignment="bottom")
-    prev_col.button("Previous", key="datasets:prev", on_click=step_page, args=(-1, last),
-                    icon=":material/chevron_left:", disabled=st.session_state.get("datasets:page", 1) <= 1)
-    page = num_col.number_input(f"Page (of {last})", 1, last, key="datasets:page")
-    next_col.button("Next", key="datasets:next", on_click=step_page, args=(1, last),
-                    icon=":material/chevron_right:", disabled=page >= last)
-    first = (page - 1) * page_size
-    info_col.caption(f"Items {first + 1:,}–{min(first + page_size, total):,} of {total:,}" if total else "")
-    return page - 1
-
-
 def draw_grid(ds: Dataset, b: Browse, text: str) -> None:
     """The pager and the grid; a bad filter is said here and the rest of the page stays."""
     with user_errors():
@@ -99,8 +79,8 @@ def draw_grid(ds: Dataset, b: Browse, text: str) -> None:
         if not total:
             st.info("No item of this dataset passes these filters: pick another folder, or loosen the filter.")
             return
-        page = draw_pager(total, b.page_size)
-        item_gallery(browse_page(ds, b, page).items, columns=b.columns, key="datasets:grid", thumb=b.thumb)
+        window = pager(total, b.page_size, key="datasets", noun="Items")
+        item_gallery(browse_page(ds, b, window.page - 1).items, columns=b.columns, key="datasets:grid", thumb=b.thumb)
 
 
 def draw_delete_dataset(ws: Workspace, ds: Dataset) -> None:

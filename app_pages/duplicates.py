@@ -94,20 +94,22 @@ def undo_button(ws: Workspace, fs: FeatureSet) -> None:
 
 def threshold_slider(fs: FeatureSet, nn: analysis.NeighbourDistances, scope: Scope) -> float:
     """The distance threshold, started at the suggestion for each new set, version or scope."""
-    ceiling = nice_ceiling(float(nn.distances.max()) * 1.05)
+    # Distinct vectors' reach too: with a copy of every item in view, every nearest distance is 0.
+    ceiling = nice_ceiling(max(float(nn.distances.max()), nn.reach) * 1.05)
     if st.session_state.get("dup:for") != (fs.id, fs.version, scope.dataset_id):
         st.session_state["dup:for"] = (fs.id, fs.version, scope.dataset_id)
         st.session_state["dup:threshold"] = float(min(nn.suggested_threshold, ceiling))
     st.session_state["dup:threshold"] = float(min(st.session_state.get("dup:threshold", 0.0), ceiling))
     return st.slider("Distance threshold: vectors this close or closer are duplicates", 0.0, ceiling,
                      step=ceiling / 500, key="dup:threshold", format="%.4f",
-                     help=f"Suggested: {nn.suggested_threshold:.4f} (where the histogram's low bump ends; "
-                          "0 finds exact copies only).")
+                     help=f"Suggested: {nn.suggested_threshold:.4f} (where the histogram's low bump ends, or "
+                          "the closest 2% of pairs when there is no clear gap; 0 finds exact copies only).")
 
 
 def draw_hide_all(ws: Workspace, dups: analysis.Duplicates) -> None:
     left, right = st.columns([2, 1])
-    rule_all = left.radio("In every group keep", ["first", "largest"], format_func=analysis.KEEP_LABELS.get,
+    rules = [r for r in analysis.keep_rules(ws, dups) if r != "manual"]  # "largest" only where images are
+    rule_all = left.radio("In every group keep", rules, format_func=analysis.KEEP_LABELS.get,
                           horizontal=True, key="dup:rule-all")
     if right.button(f"Hide the rest of every group ({dups.redundant})", key="dup:hide-all", type="primary",
                     icon=":material/visibility_off:"):
@@ -122,11 +124,12 @@ def draw_group(ws: Workspace, fs: FeatureSet, dups: analysis.Duplicates, n: int,
         shown = members(ws, group)
         where = f" · from {scope.sources(i.dataset_id for i in shown)}" if scope.many else ""
         st.markdown(f"**Group {n + 1}** · {group.size} {noun} · closest pair at {group.min_distance:.4g}{where}")
-        item_gallery(shown[:MAX_MEMBERS], columns=6, key=f"dup:group:{n}:gallery")
+        # Each member's folder (its path) and dataset: copies are told apart at a glance.
+        item_gallery(shown[:MAX_MEMBERS], columns=6, key=f"dup:group:{n}:gallery", datasets=scope.names)
         if len(shown) > MAX_MEMBERS:
             st.caption(f"… and {len(shown) - MAX_MEMBERS} more")
         rule_col, keeper_col, button_col = st.columns([2, 2, 1])
-        rule = rule_col.radio("Keep", list(analysis.KEEP_RULES), format_func=analysis.KEEP_LABELS.get,
+        rule = rule_col.radio("Keep", list(analysis.keep_rules(ws, dups, [n])), format_func=analysis.KEEP_LABELS.get,
                               horizontal=True, key=f"dup:keep:{n}")
         keepers: list[str] = []
         if rule == "manual":
@@ -186,7 +189,7 @@ def outliers_view(ws: Workspace, fs: FeatureSet, scope: Scope) -> None:
     for o in found:
         if o.item_id in items:
             shown.append(dataclasses.replace(items[o.item_id], distance=o.score))
-    item_gallery(shown, columns=6, key="out:gallery")
+    item_gallery(shown, columns=6, key="out:gallery", datasets=scope.captions)
 
 
 st.title("Duplicates and outliers")

@@ -104,7 +104,7 @@ def map_frame_for(ws: Workspace, fs: FeatureSet, projection: Any, color_by: str,
     return frame
 
 
-def draw_selection(ws: Workspace, fs: FeatureSet, frame: pd.DataFrame, chosen: list[str]) -> None:
+def draw_selection(ws: Workspace, fs: FeatureSet, frame: pd.DataFrame, chosen: list[str], scope: Scope) -> None:
     """The lassoed points: save or export them, search from them, and their items."""
     rows = frame[frame["entity_id"].isin(chosen)]
     item_ids = [i for i in dict.fromkeys(rows["item_id"]) if i]
@@ -120,7 +120,7 @@ def draw_selection(ws: Workspace, fs: FeatureSet, frame: pd.DataFrame, chosen: l
     if len(item_ids) > len(shown):
         st.caption(f"Showing the first {len(shown)} of {len(item_ids)} items.")
     items = ws.items_by_ids(shown)
-    item_gallery([items[i] for i in shown if i in items], columns=6, key="map:selection")
+    item_gallery([items[i] for i in shown if i in items], columns=6, key="map:selection", datasets=scope.captions)
 
 
 def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, Any], scope: Scope) -> None:
@@ -143,7 +143,7 @@ def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, A
     event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"), key="map:chart")
     chosen = selected_entity_ids(event, frame)
     if chosen:
-        draw_selection(ws, fs, frame, chosen)
+        draw_selection(ws, fs, frame, chosen, scope)
     elif params["dims"] == 2:
         st.caption("Drag on the map to draw a lasso (the box is in the chart's toolbar).")
 

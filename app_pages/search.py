@@ -10,13 +10,16 @@ import streamlit as st
 
 from components.gallery import item_gallery
 from components.pickers import feature_set_picker
-from components.results import parse_vector_or_id, results_table, rows
+from components import search_link
+from components.pager import pager
+from components.results import results_table, rows
 from components.scope import Scope, dataset_scope, remember_dataset
 from components.selection import selection_actions
 from components.search import (distance_ceiling, distance_histogram, embed_query, item_filter_conditions,
                                query_distances)
-from components.state import user_errors, workspace
+from components.state import show_error, user_errors, workspace
 from store import Dataset, Feature, FeatureSet, Filters, InvalidInput, Item, Pages, Workspace
+from store.search import MAX_K, PAGE_SIZES, parse_vector_or_id
 
 MODES = ["Text", "Image", "Item", "Vector or feature id"]
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
@@ -29,6 +32,7 @@ class Limits:
     ceiling: float
     max_distance: float
     conditions: list[tuple]
+    page_size: int
 
     @property
     def distance_limit(self) -> float | None:
@@ -110,17 +114,22 @@ def draw_query(ws: Workspace, fs: FeatureSet, datasets: list[Dataset]) -> tuple[
 
 
 def draw_limits(ws: Workspace, fs: FeatureSet, datasets: list[Dataset]) -> Limits:
-    left, right = st.columns(2)
-    k = left.slider("k (how many neighbours)", 1, 100, 12, key="search:k")
+    k_col, max_col, size_col = st.columns([1, 2, 1])
+    st.session_state.setdefault("search:k", 12)
+    k = int(k_col.number_input("k (how many neighbours)", 1, MAX_K, step=1, key="search:k",
+                               help=f"Up to {MAX_K:,}: the results come a page at a time"))
     ceiling = distance_ceiling(ws, fs)
     # The key carries the ceiling: a new scale starts the slider at its (new) right end.
-    max_distance = right.slider(
-        "Max distance (at the right end: no limit)", 0.0, ceiling, ceiling, step=ceiling / 200,
-        key=f"search:maxd:{fs.id}:{ceiling}", format="%.3f",
-    )
+    max_key = f"search:maxd:{fs.id}:{ceiling}"
+    search_link.link_max_distance(max_key, ceiling)
+    st.session_state.setdefault(max_key, ceiling)
+    max_distance = max_col.slider("Max distance (at the right end: no limit)", 0.0, ceiling, step=ceiling / 200,
+                                  key=max_key, format="%.3f")
+    st.session_state.setdefault("search:per", 48)
+    page_size = size_col.select_slider("Results per page", list(PAGE_SIZES), key="search:per")
     with st.expander("Item filters", expanded=False):
         conditions = item_filter_conditions(datasets, key="search:filters", items=fs.entity_type == "item")
-    return Limits(k, ceiling, max_distance, conditions)
+    return Limits(k, ceiling, max_distance, conditions, page_size)
 
 
 def query_filters(fs: FeatureSet, query: Any, limits: Limits) -> Filters:
@@ -167,17 +176,22 @@ def run_search(ws: Workspace, fs: FeatureSet | None, filters: Filters | None, cu
     return None
 
 
-def draw_query_profile(ws: Workspace, fs: FeatureSet, mode: str, query: Any, limits: Limits, found: list,
-                       scope: Scope) -> None:
-    """The distance histogram of the form's query, and the way to the map (which rings the results)."""
+def draw_query_profile(ws: Workspace, fs: FeatureSet, mode: str, query: Any, filters: Filters, limits: Limits,
+                       found: list, scope: Scope) -> None:
+    """The distance histogram of the form's query over what its item filters let through
+    (drawn even when nothing is within the limit: the cut shows how far off it is), and the
+    way to the map (which rings the results)."""
     query_entity = st.session_state.get("search:item") if mode == "Item" else None
     st.session_state["search:last"] = {"set_id": fs.id, "query": query, "query_entity": query_entity,
                                        "results": [r.id for r in found]}
-    st.plotly_chart(distance_histogram(query_distances(ws, fs, query, scope.dataset_id), kth=found[-1].distance,
+    distances = query_distances(ws, filters, scope.dataset_id)
+    st.plotly_chart(distance_histogram(distances, kth=found[-1].distance if found else None,
                                        max_distance=limits.distance_limit), key="search:histogram")
-    if st.button("Show on map", key="search:show-on-map", icon=":material/scatter_plot:",
-                 help="The Map page, coloured by distance to this query, its results ringed; "
-                      "it projects the set first when the set has no map yet"):
+    if not len(distances):
+        st.caption("No vector passes the item filters.")
+    if found and st.button("Show on map", key="search:show-on-map", icon=":material/scatter_plot:",
+                           help="The Map page, coloured by distance to this query, its results ringed; "
+                                "it projects the set first when the set has no map yet"):
         from components.scatter import request_projection  # here: the page loads without the map's imports
 
         request_projection()
@@ -188,47 +202,71 @@ def draw_query_profile(ws: Workspace, fs: FeatureSet, mode: str, query: Any, lim
         st.switch_page("app_pages/map.py")
 
 
-def draw_results(ws: Workspace, pages: Pages, dataset_names: dict[str, str], scope: Scope | None) -> None:
+def draw_results(ws: Workspace, pages: Pages, page_size: int, dataset_names: dict[str, str],
+                 scope: Scope | None) -> int:
+    """One page of the results (gallery and table; the CSV and "Save or export" take them
+    all); returns the page shown (1-based)."""
     found = pages.items
-    shown = [r for r in found if isinstance(r, Item)]
-    if scope is not None and len({r.dataset_id for r in shown}) > 1:  # say which copy is which
-        st.caption(f"From {scope.sources(r.dataset_id for r in shown)}: the table's dataset column says "
-                   "which result comes from which.")
-    item_gallery(shown, key="search:results", columns=6, on_more=more_like_this)
-    results_table(rows(found, dataset_names), key="search:results")
-    if found and not isinstance(found[0], Feature):
+    if not found:
+        return 1
+    window = pager(len(found), page_size, key="search:results")
+    page = found[window.start : window.stop]
+    shown = [r for r in page if isinstance(r, Item)]
+    many = scope is not None and len({r.dataset_id for r in found if isinstance(r, Item)}) > 1
+    if many:  # say which copy is which
+        st.caption(f"From {scope.sources(r.dataset_id for r in found if isinstance(r, Item))}: each caption "
+                   "and the table's dataset column say which result comes from which.")
+    item_gallery(shown, key="search:results", columns=6, on_more=more_like_this,
+                 datasets=dataset_names if many else None)
+    results_table(rows(page, dataset_names, first_rank=window.start + 1), key="search:results",
+                  everything=(lambda: rows(found, dataset_names)) if window.pages > 1 else None)
+    if not isinstance(found[0], Feature):
         selection_actions(ws, [r.id for r in found], key="search:selected", default_name="search-results")
+    return window.page
 
 
 def draw_result_heading(pages: Pages) -> None:
     found = pages.items
-    st.subheader(f"{len(found)} result{'s' if len(found) != 1 else ''}"
-                 + (f" of {pages.items_count}" if pages.items_count > len(found) else ""))
+    st.subheader(f"{len(found):,} result{'s' if len(found) != 1 else ''}"
+                 + (f" of {pages.items_count:,}" if pages.items_count > len(found) else ""))
     if not found:
         st.info("Nothing matched: raise the max distance, loosen the filters, or check the feature set.")
 
 
 st.title("Search")
-st.caption("Nearest neighbours by true Euclidean distance, over every vector (exact search).")
+st.caption("Nearest neighbours by true Euclidean distance, over every vector (exact search). The address bar "
+           "keeps the search: bookmark or share it.")
 
 with user_errors():
     ws = workspace()
+    for problem in search_link.restore(ws):
+        show_error(problem[:1].upper() + problem[1:] + ".")
     datasets = ws.datasets.list()
+    names = {d.id: d.name for d in datasets}
     fs = feature_set_picker(ws, "Feature set to search", key="search:set")
     if fs is not None and fs.count() == 0:
         st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
-    mode, query, filters, scope = None, None, None, None
+    mode, query, filters, scope, limits = None, None, None, None, None
     if fs is not None:
         scope = dataset_scope(ws, fs, key="search:scope", label="Search in")
-        mode, query = draw_query(ws, fs, datasets)
+        with user_errors():  # a bad query is said under the form; the URL still keeps the form
+            mode = st.session_state.get("search:mode", MODES[0])
+            mode, query = draw_query(ws, fs, datasets)
         limits = draw_limits(ws, fs, datasets)
         if query is not None:
             filters = query_filters(fs, query, limits)
+            search_link.keep_page(json.dumps([filters.prepare(), scope.dataset_id]))
     draw_filter_json(filters)
     custom = st.session_state.get("search:custom")
-    pages = run_search(ws, fs, filters, custom, scope)
-    if pages is not None:
-        draw_result_heading(pages)
-        if custom is None and pages.items:
-            draw_query_profile(ws, fs, mode, query, limits, pages.items, scope)
-        draw_results(ws, pages, {d.id: d.name for d in datasets}, scope)
+    shown_page = 1
+    with user_errors():
+        pages = run_search(ws, fs, filters, custom, scope)
+        if pages is not None:
+            draw_result_heading(pages)
+            if custom is None:
+                draw_query_profile(ws, fs, mode, query, filters, limits, pages.items, scope)
+            shown_page = draw_results(ws, pages, limits.page_size if limits else 48, names, scope)
+    if limits is not None:
+        search_link.keep(search_link.current_state(
+            fs, scope.dataset_id, "search:scope" in st.session_state and len(scope.counts) > 1, names, mode,
+            limits.k, limits.distance_limit, shown_page, limits.page_size))

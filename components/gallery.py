@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import streamlit as st
 
@@ -42,11 +42,15 @@ def snippet(item: Item, chars: int = 180) -> str:
     return text[:chars] + ("…" if len(text) > chars else "")
 
 
-def caption(item: Item) -> str:
+def caption(item: Item, datasets: Mapping[str, str] | None = None) -> str:
+    """'/folder/name · d=0.1234', and ' · <dataset>' when ``datasets`` (id -> name) is given:
+    where more than one dataset is in view, each thumbnail says which one it comes from."""
     base = item.filename
     if item.distance is not None:
         d = item.distance
         base += f" · d={d:.4f}" if d < 10 else f" · d={d:.4g}"
+    if datasets is not None:
+        base += f" · {datasets.get(item.dataset_id, item.dataset_id)}"
     return base
 
 
@@ -58,18 +62,19 @@ def open_button(item: Item, key: str) -> None:
               icon=":material/open_in_full:", width="stretch", help="Full size, metadata, annotations, vectors")
 
 
-def draw_cell(item: Item, thumb: int) -> None:
+def draw_cell(item: Item, thumb: int, datasets: Mapping[str, str] | None = None) -> None:
+    text = caption(item, datasets)
     if item.kind == "image":
         data = thumbnail(item.sha256, str(item.path), thumb)
         if data:
-            st.image(data, caption=caption(item), width="stretch")
+            st.image(data, caption=text, width="stretch")
         else:
-            st.caption(f"{caption(item)} (cannot show)")
+            st.caption(f"{text} (cannot show)")
     elif item.kind == "text":
-        st.caption(caption(item))
+        st.caption(text)
         st.text(snippet(item))
     else:
-        st.caption(f"{caption(item)} ({item.mimetype})")
+        st.caption(f"{text} ({item.mimetype})")
 
 
 def item_gallery(
@@ -79,9 +84,11 @@ def item_gallery(
     key: str,
     on_more: Callable[[Item], None] | None = None,
     thumb: int = THUMB,
+    datasets: Mapping[str, str] | None = None,
 ) -> None:
     """Items in a grid, each with an "Open" button (the item view); ``on_more`` adds a
-    "More like this" button under each; ``thumb`` is the thumbnails' size in pixels."""
+    "More like this" button under each; ``thumb`` is the thumbnails' size in pixels;
+    ``datasets`` (id -> name) names each item's dataset in its caption."""
     from components.item_view import show_requested_item
 
     if not items:
@@ -90,7 +97,7 @@ def item_gallery(
         cols = st.columns(columns)
         for offset, (col, item) in enumerate(zip(cols, items[start : start + columns])):
             with col.container(border=True, key=f"{key}:cell:{start + offset}"):
-                draw_cell(item, thumb)
+                draw_cell(item, thumb, datasets)
                 open_button(item, key)
                 if on_more is not None:
                     st.button("More like this", key=f"{key}:more:{item.id}", on_click=on_more, args=(item,),

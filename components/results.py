@@ -1,40 +1,19 @@
-"""Search results as a table that downloads as CSV, and reading a pasted vector or id."""
+"""Search results as a table that downloads as CSV."""
 from __future__ import annotations
 
-import json
-import re
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import streamlit as st
 
-from store import Annotation, Feature, InvalidInput, Item
-
-_NUMBER_LIST = re.compile(r"^[\s\[\]0-9eE+\-.,;]+$")
+from store import Annotation, Feature, Item
 
 
-def parse_vector_or_id(text: str) -> list[float] | str | None:
-    """A pasted vector ('0.1, 0.2 …' or a JSON list) or a feature id (anything else)."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    if _NUMBER_LIST.match(text):
-        try:
-            values = json.loads(text) if text.startswith("[") else [float(x) for x in re.split(r"[\s,;]+", text) if x]
-        except ValueError as exc:
-            raise InvalidInput(f"the vector is not a list of numbers ({exc}); paste e.g. 0.1, 0.2, 0.3") from exc
-        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise InvalidInput("the vector must be a flat list of numbers, e.g. [0.1, 0.2, 0.3]")
-        return [float(v) for v in values]
-    if any(ch.isspace() for ch in text):
-        raise InvalidInput("paste either numbers (a vector) or one feature id, not both")
-    return text
-
-
-def rows(records: Sequence[Any], dataset_names: dict[str, str] | None = None) -> pd.DataFrame:
+def rows(records: Sequence[Any], dataset_names: dict[str, str] | None = None, *, first_rank: int = 1) -> pd.DataFrame:
+    """One row per result, ranked from ``first_rank`` (a later page goes on counting)."""
     names = dataset_names or {}
     out = []
-    for rank, rec in enumerate(records, 1):
+    for rank, rec in enumerate(records, first_rank):
         if isinstance(rec, Item):
             row = {"name": rec.name, "filename": rec.filename, "kind": rec.kind,
                    "dataset": names.get(rec.dataset_id, rec.dataset_id), "hidden": rec.hidden, "id": rec.id}
@@ -48,10 +27,14 @@ def rows(records: Sequence[Any], dataset_names: dict[str, str] | None = None) ->
     return pd.DataFrame(out)
 
 
-def results_table(frame: pd.DataFrame, *, key: str, file_name: str = "search-results.csv") -> None:
+def results_table(frame: pd.DataFrame, *, key: str, file_name: str = "search-results.csv",
+                  everything: Callable[[], pd.DataFrame] | None = None) -> None:
+    """The table; its CSV holds ``everything()`` when given (every page of the results, built
+    only when the button is clicked), else the table."""
     if frame.empty:
         return
     st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}:table",
                  column_config={"distance": st.column_config.NumberColumn("distance", format="%.6f")})
-    st.download_button("Download as CSV", frame.to_csv(index=False).encode(), file_name=file_name,
+    data = (lambda: everything().to_csv(index=False).encode()) if everything else frame.to_csv(index=False).encode()
+    st.download_button("Download as CSV" + (" (every page)" if everything else ""), data, file_name=file_name,
                        mime="text/csv", key=f"{key}:csv", icon=":material/download:", on_click="ignore")

@@ -29,6 +29,12 @@ class Scope:
         return self.dataset_id is None and len(self.counts) > 1
 
     @property
+    def captions(self) -> dict[str, str] | None:
+        """Dataset names for gallery captions (``item_gallery(datasets=...)``) when more than
+        one dataset is in view; None when one is (the caption need not say)."""
+        return self.names if self.many else None
+
+    @property
     def label(self) -> str:
         return "all datasets" if self.dataset_id is None else self.names.get(self.dataset_id, self.dataset_id)
 

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 import streamlit as st
 
-from store import Dataset, FeatureSet, Workspace, normalize_dir
+from store import Dataset, FeatureSet, Filters, Workspace, normalize_dir
+from store.search import typed_value
 
 OPERATORS = ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"]
 HIDDEN = {"Visible only": False, "Hidden only": True, "Both": None}
@@ -57,14 +58,6 @@ def embed_query(ws: Workspace, fs: FeatureSet, *, text: str | None = None, image
     return _embed(ws, fs.id, model_json, text, image_bytes)
 
 
-def _typed_value(text: str) -> Any:
-    """'3' -> 3, 'true' -> True, '["a","b"]' -> list, anything else stays a string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def item_filter_conditions(datasets: Sequence[Dataset], *, key: str, items: bool = True) -> list[tuple]:
     """The item filters as ``(field, value, operator)`` for ``Filters.add``."""
     conditions: list[tuple] = []
@@ -88,25 +81,23 @@ def item_filter_conditions(datasets: Sequence[Dataset], *, key: str, items: bool
         if field.strip():
             name = field.strip()
             name = name if name.startswith("metadata.") else f"metadata.{name}"
-            conditions.append((name, _typed_value(value.strip()), op.lstrip("$")))
+            conditions.append((name, typed_value(value.strip()), op.lstrip("$")))
     return conditions
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _profile(_ws: Workspace, set_id: str, version: int, query_json: str, dataset_id: str | None) -> np.ndarray:
-    from store.analysis import scope_rows
-
-    fs = _ws.feature_sets.get(feature_set_id=set_id)
-    entity_ids, distances = _ws.distances_to(fs, json.loads(query_json))
-    if dataset_id is None:
-        return distances
-    return distances[scope_rows(_ws, fs, entity_ids, dataset_id=dataset_id)]
+def _profile(_ws: Workspace, query_json: str, dataset_id: str | None, stamp: tuple) -> np.ndarray:
+    return _ws.distance_profile(json.loads(query_json), dataset_id=dataset_id)
 
 
-def query_distances(ws: Workspace, fs: FeatureSet, query: Any, dataset_id: str | None = None) -> np.ndarray:
-    """The distance of every vector of ``fs`` (of one dataset's, when given) to the query
-    (cached per set version, query and scope)."""
-    return _profile(ws, fs.id, fs.version, json.dumps(query), dataset_id)
+def query_distances(ws: Workspace, filters: Filters, dataset_id: str | None = None) -> np.ndarray:
+    """The distance to the query of every vector the search's item filters (and scope) let
+    through, its k and distance limit aside (cached until the catalog changes)."""
+    doc = filters.prepare()
+    euclid = doc["join"]["filter"]["value"]["$euclid"]
+    euclid.pop("$euclidFilter", None)  # the profile is the same whatever the limit: one cache entry
+    doc["pageSize"] = 1
+    return _profile(ws, json.dumps(doc), dataset_id, ws.catalog.change_stamp())
 
 
 def distance_histogram(distances: np.ndarray, *, kth: float | None, max_distance: float | None, bins: int = 60):
@@ -115,7 +106,7 @@ def distance_histogram(distances: np.ndarray, *, kth: float | None, max_distance
     distance limit drawn as lines."""
     import plotly.graph_objects as go
 
-    counts, edges = np.histogram(distances, bins=bins)
+    counts, edges = np.histogram(distances, bins=bins) if len(distances) else (np.zeros(0, int), np.zeros(1))
     fig = go.Figure(go.Bar(x=((edges[:-1] + edges[1:]) / 2).tolist(), y=counts.tolist(), width=np.diff(edges).tolist(),
                            marker_color="#7f9cc9", hovertemplate="distance %{x:.3f}: %{y} vectors<extra></extra>"))
     if kth is not None:
@@ -123,6 +114,8 @@ def distance_histogram(distances: np.ndarray, *, kth: float | None, max_distance
     if max_distance is not None:
         fig.add_vline(x=max_distance, line_color="#2ca02c", line_dash="dash", annotation_text="max distance",
                       annotation_position="top right")
+    if max_distance is not None and len(distances):  # the cut stays in view, even left of every bar
+        fig.update_xaxes(range=[min(0.0, float(edges[0])), max(float(edges[-1]), max_distance) * 1.02])
     fig.update_layout(height=220, margin={"l": 0, "r": 0, "t": 30, "b": 0}, bargap=0,
                       xaxis_title="distance to the query", yaxis_title="vectors")
     return fig

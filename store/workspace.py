@@ -552,6 +552,11 @@ class Workspace:
         """All vectors of a set in memory, cached until the set's version changes."""
         return self.engine.matrix(fs)
 
+    def distance_profile(self, filters: Any, *, dataset_id: str | None = None) -> np.ndarray:
+        """Every distance to a search's query among the vectors its item filters let through
+        (its k and distance limit aside): the histogram under the results."""
+        return self.engine.distance_profile(filters, dataset_id=dataset_id)
+
     def distances_to(self, fs: FeatureSet, value: list[float] | str | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every vector's distance to a query (a vector or a feature id), in float32 (see
         ``SearchEngine.distances_to``)."""

@@ -26,7 +26,7 @@ _EXPORTS = {
         "NeighbourDistances", "Outlier", "UndoResult", "duplicate_groups", "duplicate_groups_of_values",
         "hide_actions", "hide_duplicates", "knn_distances_of_values", "kth_neighbor_distances",
         "nearest_neighbor_distances", "nearest_neighbor_distances_of_values", "outlier_scores", "outliers",
-        "state_token", "suggest_threshold", "undo",
+        "state_token", "suggest_threshold", "undo", "distinct_nearest_distances", "keep_rules",
     ),
     "clusters": (
         "KEY_PATTERN", "PROMPT_TEMPLATE", "Cluster", "ClusterResult", "KMeansResult", "check_key",

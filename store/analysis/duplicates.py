@@ -301,21 +301,37 @@ def nearest_neighbor_distances_of_values(values: np.ndarray, *, device: str | No
 
 def suggest_threshold(nn_distances: np.ndarray) -> float:
     """A threshold where duplicates seem to end: the middle (geometric) of the widest gap,
-    at least 3-fold, among the smaller 95% of nearest-neighbour distances; 0.0 (exact
-    duplicates only) when there is no such gap."""
+    at least 3-fold, among the smaller 95% of the positive nearest-neighbour distances; with
+    no such gap, the 2nd percentile of them (the closest pairs). 0.0 only when no distance
+    is positive (no two distinct vectors to tell apart). Exact copies (distance 0) are left
+    out: they are duplicates at any threshold, and a set with many (every item of a saved
+    selection seen beside its original) would otherwise hide the gap."""
     d = np.sort(np.asarray(nn_distances, dtype=np.float64))
-    d = d[np.isfinite(d)]
+    d = d[np.isfinite(d) & (d > 0)]
+    if len(d) == 0:
+        return 0.0
     if len(d) < 3:
-        return 0.0
+        return float(d[0])
     typical = float(np.median(d))
-    if typical <= 0:
-        return 0.0
     low = np.maximum(d[: max(2, int(len(d) * 0.95))], typical * 1e-3)
     gaps = np.diff(np.log(low))
     widest = int(np.argmax(gaps))
-    if gaps[widest] < math.log(3.0):
-        return 0.0
-    return float(math.sqrt(low[widest] * low[widest + 1]))
+    if gaps[widest] >= math.log(3.0):
+        return float(math.sqrt(low[widest] * low[widest + 1]))
+    return float(max(np.quantile(d, 0.02), d[0]))
+
+
+def distinct_nearest_distances(values: np.ndarray, nn_distances: np.ndarray) -> np.ndarray:
+    """Each distinct vector's distance to its nearest *other distinct* vector: the
+    nearest-neighbour distances with exact copies merged first. Equal to ``nn_distances``
+    when no two rows are identical; otherwise (copies of a dataset in view beside it) the
+    distances the copies hid, for ``suggest_threshold``."""
+    if not len(nn_distances) or float(np.min(nn_distances)) > 0:
+        return nn_distances
+    distinct = np.unique(np.ascontiguousarray(values), axis=0)
+    if len(distinct) < 2:
+        return np.zeros(0)
+    return knn_distances_of_values(distinct, 1)[0][:, 0]
 
 
 # ---- the workspace: which rows, and a small cache ------------------------------------------------
@@ -479,6 +495,7 @@ class NeighbourDistances:
     entity_ids: np.ndarray
     distances: np.ndarray  # float64, row i for entity_ids[i]
     suggested_threshold: float
+    reach: float = 0.0  # the largest nearest distance between distinct vectors (a slider's right end)
 
     def histogram(self, bins: int = 50) -> tuple[np.ndarray, np.ndarray]:
         """``(counts, edges)`` as ``np.histogram`` gives them."""
@@ -504,8 +521,10 @@ def nearest_neighbor_distances(
         dists = np.full(len(scope.entity_ids), np.inf)
     else:
         dists = _cached_knn(scope, 1)[0][:, 0].copy()
-    finite = dists[np.isfinite(dists)]
-    return NeighbourDistances(scope.fs.id, scope.version, scope.entity_ids.copy(), dists, suggest_threshold(finite))
+    distinct = distinct_nearest_distances(scope.values, dists) if len(dists) >= 2 else np.zeros(0)
+    finite = distinct[np.isfinite(distinct)]
+    return NeighbourDistances(scope.fs.id, scope.version, scope.entity_ids.copy(), dists, suggest_threshold(finite),
+                              float(finite.max()) if len(finite) else 0.0)
 
 
 # ---- hiding and undo ---------------------------------------------------------------------------------
@@ -571,6 +590,19 @@ def _keepers(ws: "Workspace", dups: Duplicates, chosen: list[int], rule: str,
     return out
 
 
+def _has_images(ws: "Workspace", item_ids: Sequence[str]) -> bool:
+    ids = list(dict.fromkeys(i for i in item_ids if i))
+    return any(ws.rows_by_ids("SELECT 1 FROM items WHERE kind = 'image' AND id IN ({}) LIMIT 1", ids))
+
+
+def keep_rules(ws: "Workspace", duplicates: Duplicates, groups: Sequence[int] | None = None) -> tuple[str, ...]:
+    """The keep rules that mean something for these groups (default: all): 'largest'
+    compares image sizes, so it is offered only when some member is an image."""
+    chosen = range(len(duplicates.groups)) if groups is None else groups
+    members = [i for g in chosen for i in duplicates.groups[g].item_ids]
+    return KEEP_RULES if _has_images(ws, members) else tuple(r for r in KEEP_RULES if r != "largest")
+
+
 def hide_duplicates(
     ws: "Workspace", duplicates: Duplicates, rule: str = "first", *, keepers: Sequence[str] = (),
     groups: Sequence[int] | None = None,
@@ -587,6 +619,9 @@ def hide_duplicates(
     bad = [g for g in chosen if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < len(duplicates.groups)]
     if bad:
         raise InvalidInput(f"group index {bad[0]!r} is out of range: there are {len(duplicates.groups)} groups")
+    if rule == "largest" and not _has_images(ws, [i for g in chosen for i in duplicates.groups[g].item_ids]):
+        raise InvalidInput("'largest' keeps the largest image, and these groups hold no images; keep the first "
+                           "uploaded ('first') or pick one by hand ('manual')")
     kept = _keepers(ws, duplicates, chosen, rule, list(keepers))
     kept_set = set(kept)
     kept_items = {i for g in chosen for e, i in zip(duplicates.groups[g].entity_ids, duplicates.groups[g].item_ids)
@@ -696,5 +731,5 @@ __all__ = [
     "Outlier", "UndoResult", "clear_cache", "duplicate_groups", "duplicate_groups_of_values", "hide_actions",
     "hide_duplicates", "knn_distances_of_values", "kth_neighbor_distances", "nearest_neighbor_distances",
     "nearest_neighbor_distances_of_values", "outlier_scores", "outliers", "pair_distances", "state_token",
-    "suggest_threshold", "undo",
+    "distinct_nearest_distances", "keep_rules", "suggest_threshold", "undo",
 ]

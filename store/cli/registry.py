@@ -98,9 +98,9 @@ def load_vector(text: str) -> list[float]:
     if path.suffix == ".npy" and path.is_file():
         arr = np.load(path, allow_pickle=False)
         return np.asarray(arr, dtype=np.float64).ravel().tolist()
-    if text.strip().startswith("["):
-        return load_json_arg(text)
+    from ..search import parse_vector_text
+
     try:
-        return [float(x) for x in text.replace(",", " ").split()]
-    except ValueError as exc:
-        raise InvalidInput(f"--vector must be numbers like '0.1,0.2,0.3', a JSON list or a .npy file ({exc})") from exc
+        return parse_vector_text(text)
+    except InvalidInput as exc:  # the same reading as the app's vector box, said for the flag
+        raise InvalidInput(f"--vector: {exc} (or give a .npy file)") from None

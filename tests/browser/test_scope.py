@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.ui import choose, click, fill, goto, select, settle, shot, widget
+from tests.browser.ui import choose, click, fill, goto, result_card, select, settle, shot, widget
 
 pytestmark = pytest.mark.browser
 
@@ -26,9 +26,7 @@ def make_notes(home) -> None:
 
 
 def card(page, n: int) -> str:
-    cell = widget(page, f"search:results:cell:{n}")
-    expect(cell).to_contain_text(" d=", timeout=30_000)
-    return cell.inner_text().replace("\n", " ")
+    return result_card(page, n)
 
 
 def search_lambda(page) -> None:

@@ -150,3 +150,5 @@ def test_clusters_of_one_dataset_leave_the_copies_out(open_page, blobs, app_ws):
     at.number_input(key="clusters:k").set_value(3).run()
     at.button(key="clusters:run").click().run()
     assert "3 clusters of 50 vectors (k-means" in texts(ok(at)) and "From " in texts(at)
+    captions = [c for img in at.image for c in img.captions if c.startswith("/s")]  # the cluster's gallery
+    assert captions and all(c.endswith((" · shapes", " · shapes-copy")) for c in captions)

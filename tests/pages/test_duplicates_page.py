@@ -45,7 +45,7 @@ def test_groups_hide_by_hand_hide_all_and_undo(open_page, app_ws, planted):
     assert "Group 1** · 4 items" in texts(at) and "Group 2** · 2 items" in texts(at)
     captions = [c for img in at.image for c in img.captions]
     assert [c.split(" · ")[0] for c in captions] == ["/00.png", "/01.png", "/02.png", "/03.png", "/10.png", "/11.png"]
-    assert captions[-2:] == ["/10.png · d=0.0000", "/11.png · d=0.0000"]  # exact copies: nearest at 0
+    assert captions[-2:] == ["/10.png · d=0.0000 · dups", "/11.png · d=0.0000 · dups"]  # copies at 0; the dataset
     spec = json.loads(charts(at)[0].proto.spec)
     assert sum(spec["data"][0]["y"]) == 30  # every vector's nearest-neighbour distance is in the histogram
     line = [s for s in spec["layout"]["shapes"] if s["type"] == "line"][0]
@@ -113,10 +113,17 @@ def test_copies_in_another_dataset_pair_up_only_when_all_datasets_are_asked(open
     assert at.selectbox(key="dup:scope").value == planted["items"][0].dataset_id  # the dataset being worked on
     assert "2 group(s), 4 items beyond one per group" in [s.value for s in at.subheader]  # as without the copy
     assert "from dups" not in texts(at)
+    suggested = at.slider(key="dup:threshold").value
     at.selectbox(key="dup:scope").select("__all__").run()  # across datasets: each item pairs with its copy
+    # Every item has a copy at 0 now; the suggestion still comes from the distinct vectors, not 0.
+    assert at.slider(key="dup:threshold").value == pytest.approx(suggested, rel=1e-3)
+    assert "26 group(s), 34 items beyond one per group" in [s.value for s in ok(at).subheader]
+    at.slider(key="dup:threshold").set_value(0.0).run()
     assert "29 group(s), 31 items beyond one per group" in [s.value for s in ok(at).subheader]  # copies at 0
     at.slider(key="dup:threshold").set_value(0.5).run()
     assert "26 group(s), 34 items beyond one per group" in [s.value for s in ok(at).subheader]
+    first = [c for img in at.image for c in img.captions][:8]  # group 1: each member's folder and dataset
+    assert sorted(c.split(" · ")[-1] for c in first) == ["dups"] * 4 + ["dups-copy"] * 4
     assert "Group 1** · 8 items · closest pair at 0 · from dups (4), dups-copy (4)" in texts(at)
     at.selectbox(key="dup:scope").select(copy.id).run()
     assert "2 group(s), 4 items beyond one per group" in [s.value for s in ok(at).subheader]
@@ -125,3 +132,17 @@ def test_copies_in_another_dataset_pair_up_only_when_all_datasets_are_asked(open
     assert gallery[0].startswith("/29.png") and " · d=0.0000" not in " ".join(gallery)  # no copy at 0 in scope
     at.selectbox(key="dup:scope").select("__all__").run()
     assert "From dups" in texts(ok(at))
+
+
+def test_a_text_set_is_not_offered_the_largest_image_rule(open_page, app_ws):
+    ds = app_ws.datasets.create("notes")
+    items = [r.item for r in ds.items.upload([(f"{i}.txt", f"note {i}".encode()) for i in range(6)], dir="/n")]
+    fs = app_ws.feature_sets.create(name="notes-set", size=2)
+    app_ws.create_features(fs, np.array([[0, 0], [0, 0.01], [5, 5], [9, 0], [0, 9], [9, 9]], np.float32),
+                           [i.id for i in items])
+    at = ok(open_page(PAGE))
+    assert "1 group(s), 1 items beyond one per group" in [s.value for s in at.subheader]
+    assert at.slider(key="dup:threshold").value > 0  # no clear gap among 6: the closest pairs, never 0
+    assert at.radio(key="dup:rule-all").options == ["first uploaded"]
+    assert at.radio(key="dup:keep:0").options == ["first uploaded", "by hand"]
+    assert "/n/0.txt · d=0.0100 · notes" in texts(at)  # each member's folder and dataset

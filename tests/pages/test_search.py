@@ -53,9 +53,9 @@ def test_vector_search_shows_gallery_table_and_csv(open_page, space):
 
 def test_k_and_max_distance_and_filters(open_page, space):
     at = _by_vector(open_page("app_pages/search.py"), "[0, 0, 0]")
-    at.slider(key="search:k").set_value(2).run()
+    at.number_input(key="search:k").set_value(2).run()
     assert [n for n, _ in _table(ok(at))] == ["origin.png", "x1.png"]
-    at.slider(key="search:k").set_value(10).run()
+    at.number_input(key="search:k").set_value(10).run()
     at.selectbox(key="search:filters:hidden").select("Both").run()
     assert [n for n, _ in _table(at)] == ["origin.png", "x1.png", "y2.txt", "z3.txt"]
     maxd = next(s for s in at.slider if s.key.startswith("search:maxd:"))
@@ -178,10 +178,10 @@ def test_image_search_by_a_dropped_image(open_page, app_ws, tiny_clip_model):
 
 def test_distance_histogram_and_show_on_map(open_page, space):
     at = ok(_by_vector(open_page("app_pages/search.py"), "[0, 0, 0]"))
-    at.slider(key="search:k").set_value(2).run()
+    at.number_input(key="search:k").set_value(2).run()
     spec = json.loads(charts(at)[0].proto.spec)
     bars = spec["data"][0]
-    assert sum(bars["y"]) == 4  # every vector of the set, hidden ones too
+    assert sum(bars["y"]) == 3  # every vector the item filters let through: the hidden z3 is left out
     xs = sorted(s["x0"] for s in spec["layout"]["shapes"])
     assert xs == [pytest.approx(1.0)]  # the k-th (2nd) result is x1 at distance 1; no distance limit set
     last = at.session_state["search:last"]
@@ -209,7 +209,7 @@ def test_distance_histogram_and_show_on_map(open_page, space):
 
 def test_results_saved_as_a_dataset(open_page, space, app_ws):
     at = ok(_by_vector(open_page("app_pages/search.py"), "[0, 0, 0]"))
-    at.slider(key="search:k").set_value(2).run()
+    at.number_input(key="search:k").set_value(2).run()
     at.text_input(key="search:selected:save-name").input("nearest-two").run()
     at.button(key="search:selected:save").click().run()
     assert "Saved 2 items with 0 annotations and 2 in points to nearest-two." in texts(ok(at))
@@ -231,12 +231,139 @@ def test_a_saved_selection_does_not_double_the_hits_of_a_scoped_search(open_page
     assert [n for n, _ in _table(at)] == ["x1.png", "origin.png", "y2.txt"]  # once each
     assert set(at.dataframe[0].value["dataset"]) == {"space"}
     hist = json.loads(charts(at)[0].proto.spec)
-    assert sum(plotly_values(hist["data"][0]["y"])) == 4  # the histogram counts the scope's vectors only
+    assert sum(plotly_values(hist["data"][0]["y"])) == 3  # the scope's visible vectors only
 
     scope.select("__all__").run()  # "All datasets": every copy, and where each comes from
     assert [n for n, _ in _table(ok(at))] == ["x1.png", "x1.png", "origin.png", "origin.png", "y2.txt", "y2.txt"]
     assert "From space (3), space-copy (3)" in texts(at)
-    assert sum(plotly_values(json.loads(charts(at)[0].proto.spec)["data"][0]["y"])) == 8
+    captions = [c for img in at.image for c in img.captions]  # each thumbnail names its dataset
+    assert sorted(captions[:2]) == ["/pts/x1.png · d=0.1414 · space", "/pts/x1.png · d=0.1414 · space-copy"]
+    assert sum(plotly_values(json.loads(charts(at)[0].proto.spec)["data"][0]["y"])) == 6
     at.selectbox(key="search:scope").select(copy.id).run()
     assert set(ok(at).dataframe[0].value["dataset"]) == {"space-copy"} and len(at.dataframe[0].value) == 3
+    assert [c for img in at.image for c in img.captions][0] == "/pts/x1.png · d=0.1414"  # one dataset: not said
     assert at.session_state["dataset:current"] == copy.id  # the dataset being worked on, for every page
+
+
+def test_a_refused_vector_is_said_as_a_vector_not_a_missing_feature(open_page, space):
+    at = _by_vector(open_page("app_pages/search.py"), "1,2,,3,nan")
+    assert not at.exception and len(at.error) == 1
+    assert "entry 3 of the vector is empty" in at.error[0].value and "feature" not in at.error[0].value
+    at.text_area(key="search:vector").input("1, 2, nan").run()
+    assert "entry 3 of the vector is 'nan'" in at.error[0].value
+    assert at.number_input(key="search:k").value == 12  # the rest of the form stays
+
+
+def test_the_histogram_counts_what_the_filters_let_through_and_stays_when_nothing_is_near(open_page, space):
+    at = _by_vector(open_page("app_pages/search.py"), "[0, 0, 0]")
+    at.text_input(key="search:filters:folder").input("/pts").run()
+    at.selectbox(key="search:filters:hidden").select("Both").run()
+    assert sum(json.loads(charts(ok(at))[0].proto.spec)["data"][0]["y"]) == 4
+    at.text_input(key="search:filters:meta-field").input("user.axis")
+    at.text_input(key="search:filters:meta-value").input("y").run()
+    spec = json.loads(charts(ok(at))[0].proto.spec)
+    assert sum(spec["data"][0]["y"]) == 1  # only y2 passes the metadata filter
+    at.text_input(key="search:filters:meta-field").input("").run()
+    at.text_area(key="search:vector").input("[5, 5, 5]").run()
+    maxd = next(s for s in at.slider if s.key.startswith("search:maxd:"))
+    maxd.set_value(1.5).run()  # every vector is at least 5.4 away
+    assert "Nothing matched" in texts(ok(at))
+    spec = json.loads(charts(at)[0].proto.spec)
+    assert sum(spec["data"][0]["y"]) == 4  # the histogram is still drawn, over every vector that passes
+    lines = [s for s in spec["layout"]["shapes"] if s["type"] == "line"]
+    assert [round(s["x0"], 6) for s in lines] == [1.5]  # the cut, and no k-th result line
+    assert spec["layout"]["xaxis"]["range"][0] <= 1.5 <= spec["layout"]["xaxis"]["range"][1]
+
+
+@pytest.fixture
+def many(app_ws):
+    """1,200 text items on a line: item i at distance i from the origin."""
+    ds = app_ws.datasets.create("line")
+    items = [r.item for r in ds.items.upload([(f"p{i:04d}.txt", f"point {i}".encode()) for i in range(1200)])]
+    fs = app_ws.feature_sets.create(name="line-set", size=2)
+    by_name = {i.name: i for i in items}
+    order = [by_name[f"p{i:04d}.txt"] for i in range(1200)]
+    fs.features.create_many(np.array([[i, 0] for i in range(1200)], np.float32), order)
+    return {"fs": fs, "items": order}
+
+
+def test_paging_through_a_thousand_results(open_page, many):
+    at = _by_vector(open_page("app_pages/search.py"), "0, 0")
+    at.number_input(key="search:k").set_value(1000).run()
+    at.select_slider(key="search:per").set_value(100).run()
+    assert "1,000 results of 1,200" in [s.value for s in ok(at).subheader]
+    assert "Showing 1–100 of 1,000" in texts(at)
+    frame = at.dataframe[0].value
+    assert len(frame) == 100 and list(frame["rank"])[:2] == [1, 2] and list(frame["name"])[0] == "p0000.txt"
+    at.button(key="search:results:next").click().run()
+    assert "Showing 101–200 of 1,000" in texts(ok(at))
+    frame = at.dataframe[0].value
+    assert list(frame["rank"]) == list(range(101, 201)) and list(frame["name"])[0] == "p0100.txt"
+    assert [c.value.split(" · ")[0] for c in at.caption if c.value.startswith("/p")][:1] == ["/p0100.txt"]
+    at.number_input(key="search:results:page").set_value(10).run()
+    frame = ok(at).dataframe[0].value
+    assert "Showing 901–1,000 of 1,000" in texts(at) and list(frame["name"])[-1] == "p0999.txt"
+    assert at.button(key="search:results:next").proto.disabled  # the last page
+    assert at.query_params["page"] == "10" and at.query_params["k"] == "1000" and at.query_params["per"] == "100"
+    # A new search starts again at page 1.
+    at.text_area(key="search:vector").input("1199, 0").run()
+    assert "Showing 1–100 of 1,000" in texts(ok(at)) and list(at.dataframe[0].value["name"])[0] == "p1199.txt"
+
+
+def _max_slider(at):
+    return next(s for s in at.slider if s.key.startswith("search:maxd:"))
+
+
+def _a_limited_search(open_page):
+    """A search by vector with k, a distance limit and a filter set: (the app, its table)."""
+    at = _by_vector(open_page("app_pages/search.py"), "0.9, 0.1, 0")
+    at.number_input(key="search:k").set_value(2).run()
+    at.selectbox(key="search:filters:hidden").select("Both").run()
+    _max_slider(at).set_value(1.5).run()
+    return at, _table(ok(at))
+
+
+def test_the_url_keeps_the_search_and_a_new_session_restores_it(open_page, space, app_ws):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pages.conftest import ROOT
+
+    at, want = _a_limited_search(open_page)
+    params = dict(at.query_params)
+    assert params == {"set": "points", "by": "vector", "q": "0.9, 0.1, 0", "k": "2", "max": "1.5", "hidden": "both"}
+
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # another session: a bookmark opened
+    fresh.switch_page("app_pages/search.py")
+    fresh.query_params.update(params)
+    ok(fresh.run())
+    assert _table(fresh) == want
+    assert fresh.radio(key="search:mode").value == "Vector or feature id"
+    assert fresh.text_area(key="search:vector").value == "0.9, 0.1, 0"
+    assert fresh.number_input(key="search:k").value == 2
+    assert _max_slider(fresh).value == pytest.approx(1.5)
+    assert fresh.selectbox(key="search:filters:hidden").value == "Both"
+    assert dict(fresh.query_params) == params  # and the URL stays as it came
+
+    # By item, with a link that names things this workspace does not have: said, the rest restored.
+    item = space["items"]["y2.txt"]
+    odd = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    odd.switch_page("app_pages/search.py")
+    odd.query_params.update({"set": "points", "by": "item", "q": item.id, "k": "abc", "ds": "nowhere"})
+    odd.run()
+    assert not odd.exception
+    errors = " ".join(e.value for e in odd.error)
+    assert "k='abc' is not a whole number" in errors and "'nowhere' is not here" in errors
+    assert odd.selectbox(key="search:item").value == item.id and _table(odd)[0] == ("y2.txt", 0.0)
+
+
+def test_the_form_comes_back_after_another_page(open_page, space):
+    at, want = _a_limited_search(open_page)
+    at.switch_page("app_pages/home.py")
+    at.query_params.clear()  # st.navigation clears them on a page switch
+    at.run()
+    at.switch_page("app_pages/search.py")
+    at.query_params.clear()
+    ok(at.run())
+    assert _table(at) == want and at.number_input(key="search:k").value == 2
+    assert _max_slider(at).value == pytest.approx(1.5)
+    assert at.query_params["k"] == "2"  # and the URL says the search again

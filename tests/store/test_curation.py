@@ -158,8 +158,44 @@ def test_suggested_threshold_falls_in_the_gap():
     nn = np.concatenate([rng.uniform(0.001, 0.01, 50), rng.uniform(0.5, 1.0, 950)])
     t = cu.suggest_threshold(nn)
     assert 0.01 < t < 0.5
-    assert cu.suggest_threshold(rng.uniform(0.5, 1.0, 1000)) == 0.0  # no gap: exact duplicates only
+    spread = rng.uniform(0.5, 1.0, 1000)
+    assert cu.suggest_threshold(spread) == pytest.approx(np.quantile(spread, 0.02))  # no gap: the closest 2%
     assert cu.suggest_threshold(np.array([0.0, 0.0, 0.7, 0.8, 0.9, 1.0])) > 0.0
+    # Exact copies (0) are duplicates at any threshold: however many, the gap among the rest decides.
+    copies = np.concatenate([np.zeros(900), nn])
+    assert cu.suggest_threshold(copies) == pytest.approx(t)
+    assert cu.suggest_threshold(np.zeros(10)) == 0.0 and cu.suggest_threshold(np.array([0.0, 0.3])) == 0.3
+
+
+def test_the_suggestion_under_copies_comes_from_the_distinct_vectors(ws_embedded):
+    from store.io import save_selection
+
+    x = _clustered(seed=4)
+    fs, items = _fill(ws_embedded, x)
+    alone = cu.nearest_neighbor_distances(ws_embedded, fs)
+    save_selection(ws_embedded, [i.id for i in items], "dups-copy")  # every item again, in another dataset
+    both = cu.nearest_neighbor_distances(ws_embedded, fs)
+    assert len(both.distances) == 80 and (both.distances == 0).all()  # each item's nearest is its copy
+    # The same distinct vectors (item 13 copies item 10 already): the same suggestion as one dataset alone.
+    assert both.suggested_threshold > 0 and both.suggested_threshold == pytest.approx(alone.suggested_threshold)
+    assert both.reach == pytest.approx(alone.reach) and both.reach > both.suggested_threshold
+    want = cu.nearest_neighbor_distances_of_values(np.unique(x, axis=0))
+    got = cu.distinct_nearest_distances(ws_embedded.matrix(fs).values, both.distances)
+    assert np.allclose(np.sort(got), np.sort(want))
+    spread = np.array([0.1, 0.2, 0.3])
+    assert cu.distinct_nearest_distances(x[:3], spread) is spread  # no copies: nothing to measure again
+
+
+def test_largest_is_a_rule_for_images_only(ws_embedded):
+    x = _clustered(seed=5, n=16)
+    fs, items = _fill(ws_embedded, x)  # text items
+    dups = cu.duplicate_groups(ws_embedded, fs, 0.1)
+    assert cu.keep_rules(ws_embedded, dups) == ("first", "manual")
+    with pytest.raises(InvalidInput, match="'largest' keeps the largest image, and these groups hold no images"):
+        cu.hide_duplicates(ws_embedded, dups, "largest")
+    assert not any(ws_embedded.get_item(i.id).hidden for i in items)  # nothing hidden by the refusal
+    images, _ = _fill(ws_embedded, x, images=True, name="pics")
+    assert cu.keep_rules(ws_embedded, cu.duplicate_groups(ws_embedded, images, 0.1)) == cu.KEEP_RULES
 
 
 # ---- a workspace ------------------------------------------------------------------------------------------
