@@ -1,4 +1,7 @@
-"""Embed: run a model over a dataset into a feature set, with progress, cancel and a summary."""
+"""Embed: run a model over a dataset into a feature set, with progress, cancel and a summary;
+on a Ray cluster when FEATURELAB_RAY_ADDRESS names one."""
+import os
+
 import pandas as pd
 import streamlit as st
 
@@ -43,7 +46,16 @@ with user_errors():
             else:
                 model = st.selectbox(f"Model ({fs.name} has none; these make vectors of size {fs.size})", fitting,
                                      key="embed:model", format_func=model_label)
-        st.markdown(f"Runs on: **{device_label()}**")
+        ray_address = os.environ.get("FEATURELAB_RAY_ADDRESS") or None
+        on_ray = ray_address is not None and st.checkbox(
+            f"Run on a Ray cluster ({ray_address})", key="embed:ray",
+            help="Decoding and the model run in Ray actors; the vectors come back into this workspace.")
+        if on_ray:
+            from store.embedders import cluster_info
+
+            st.markdown(f"Runs on: **Ray cluster at {ray_address}** · {cluster_info(ray_address).summary()}")
+        else:
+            st.markdown(f"Runs on: **{device_label()}**")
         recompute = st.checkbox("Embed again the items that already have a vector", key="embed:recompute")
         ready = bool(fs.model or model)
         job = current_job("embed")
@@ -52,8 +64,10 @@ with user_errors():
                      disabled=not ready or busy):
             from store.embedders import embed_dataset
 
-            def work(progress, cancel, ds=dataset, target=fs, chosen=model, again=recompute):
-                return embed_dataset(ws, ds, target, model=chosen, recompute=again, progress=progress, cancel=cancel)
+            def work(progress, cancel, ds=dataset, target=fs, chosen=model, again=recompute,
+                     cluster=ray_address if on_ray else None):
+                return embed_dataset(ws, ds, target, model=chosen, recompute=again, progress=progress, cancel=cancel,
+                                     ray=cluster)
 
             start_job("embed", f"Embedding {dataset.name} into {fs.name}", work)
     job_panel("embed", summary=report_summary)

@@ -9,6 +9,7 @@ from .job import (
     EmbedReport, check_size, create_feature_set, default_model, embed_dataset, model_for_set, query_vector,
     resolve_dataset,
 )
+from .ray_job import ClusterInfo, ClusterRate, cluster_info
 from .registry import load_embedder, loaded_embedders, model_size
 from .spec import (
     BACKENDS, DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_TEXT_SIZE, OPEN_CLIP, SENTENCE, Backend, ModelInfo,
@@ -17,7 +18,7 @@ from .spec import (
 
 __all__ = [
     "BACKENDS", "DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "DEFAULT_TEXT_SIZE", "OPEN_CLIP", "SENTENCE", "Backend",
-    "EmbedReport", "Embedder", "ModelInfo", "ModelSpec", "ModelUnavailable", "backend_named", "check_size",
+    "ClusterInfo", "ClusterRate", "cluster_info", "EmbedReport", "Embedder", "ModelInfo", "ModelSpec", "ModelUnavailable", "backend_named", "check_size",
     "create_feature_set", "default_model", "default_text_model", "embed_dataset", "list_models", "load_embedder",
     "loaded_embedders", "model_for_set", "model_size", "packaged_minilm_path", "parse_spec", "query_vector",
     "resolve_dataset", "resolve_device",
