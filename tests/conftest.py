@@ -130,55 +130,20 @@ def run_cli(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
-    """A real Ray cluster for the session: ``ray start --head --block`` on 127.0.0.1 with two
-    CPUs, in a process group of its own. Stopped at the end (also after a failure) by
-    ending that group: ``ray stop`` would end every Ray on the machine, not only this one."""
-    import signal
+def ray_cluster():
+    """A real Ray cluster for the session: ``ray start --head`` on 127.0.0.1 with two CPUs
+    (tests/ray/cluster.py), its address yielded; stopped at the end, also after a failure."""
+    from tests.ray.cluster import start_local_ray, stop_local_ray
 
-    port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="flray-", dir="/tmp"))  # short: Ray's socket paths are limited
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
-           "RAY_USAGE_STATS_ENABLED": "0", "FEATURELAB_WARM_NUMBA": "0"}
-    env.pop("RAY_ADDRESS", None)
-    log = open(temp / "ray-start.log", "wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-         "--port", str(port), "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false",
-         "--object-store-memory", str(300 * 1024 * 1024), "--temp-dir", str(temp), "--disable-usage-stats"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )
-    address = f"127.0.0.1:{port}"
+    proc, address = start_local_ray(temp, num_cpus=2)
     try:
-        _wait_for_ray(address, proc, temp)
         yield address
     finally:
         try:
             import ray
 
-            ray.shutdown()
-        except ImportError:
-            pass
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _wait_for_ray(address: str, proc: subprocess.Popen, temp: Path) -> None:
-    host, port = address.split(":")
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray start exited: {(temp / 'ray-start.log').read_text()[-3000:]}")
-        if "--block" in (temp / "ray-start.log").read_text(errors="replace"):  # printed once the head is up
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"ray start did not come up within 120 s: {(temp / 'ray-start.log').read_text()[-3000:]}")
+            ray.shutdown()  # this process's own connection, if a test made one
+        finally:
+            stop_local_ray(proc)
+            shutil.rmtree(temp, ignore_errors=True)

@@ -22,10 +22,11 @@ does underneath, with the window in our hands. Ray is imported only in this modu
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import math
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,7 +51,8 @@ CPUS_PER_ACTOR = 4  # on a CPU cluster: one actor per 4 cores (torch threads sca
 MAX_RESTARTS = 3  # per actor; each restart reloads the model and retries the batch it held
 ATTEMPTS = 2  # a batch whose actor ran out of restarts goes to another actor once more, then fails
 WAIT_S = 0.25  # how often the driver looks at cancel while it waits for a batch
-ACTOR_CLASS = "EmbedActor"
+_CONNECTION: dict[str, Any] = {"address": None, "jobs": 0}  # this process's one Ray connection, made by connect()
+_CONNECTION_LOCK = threading.Lock()
 
 
 class ClusterRate(float):
@@ -102,23 +104,46 @@ class ActorPlan:
 # ---- the cluster -------------------------------------------------------------------------
 def connect(address: str) -> None:
     """Connect this process to the cluster at ``address`` (``auto``: the one ``ray start``
-    began on this machine, or ``$RAY_ADDRESS``), once: later jobs reuse the connection."""
-    import ray
-
+    began on this machine, or ``$RAY_ADDRESS``), once: later jobs reuse the connection. A
+    connection Ray already has (made by the caller) is used as it is."""
+    try:
+        import ray
+    except ImportError:
+        raise InvalidInput("running on a Ray cluster needs Ray here: pip install 'ray==2.60.0' "
+                           "(the cluster's version)") from None
     if not isinstance(address, str) or not address.strip():
         raise InvalidInput("a Ray address is host:port (e.g. 127.0.0.1:6379), ray://host:10001 or auto")
-    if ray.is_initialized():
-        if address in ("auto", _connected_address()):
-            return
-        ray.shutdown()
+    address = address.strip()
+    with _CONNECTION_LOCK:
+        if ray.is_initialized():
+            if _CONNECTION["address"] in (None, address) or address == "auto":
+                return
+            if _CONNECTION["jobs"]:
+                raise InvalidInput(f"this process runs a job on the Ray cluster at {_CONNECTION['address']}; "
+                                   f"wait for it to end before using the one at {address}")
+            ray.shutdown()
+        try:
+            ray.init(address=address, namespace="featurelab", runtime_env=_runtime_env(), log_to_driver=False,
+                     logging_level="ERROR", configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise InvalidInput(
+                f"cannot reach a Ray cluster at {address!r} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}); start one with `ray start --head` (then use --ray auto) "
+                "or give the head's host:port"
+            ) from exc
+        _CONNECTION["address"] = address
+
+
+@contextlib.contextmanager
+def _job_running() -> Iterator[None]:
+    """While a job runs, this process keeps its connection (another address is refused)."""
+    with _CONNECTION_LOCK:
+        _CONNECTION["jobs"] += 1
     try:
-        ray.init(address=address.strip(), namespace="featurelab", runtime_env=_runtime_env(), log_to_driver=False,
-                 logging_level="ERROR", configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise InvalidInput(
-            f"cannot reach a Ray cluster at {address!r} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "start one with `ray start --head` (then use --ray auto) or give the head's host:port"
-        ) from exc
+        yield
+    finally:
+        with _CONNECTION_LOCK:
+            _CONNECTION["jobs"] -= 1
 
 
 def _connected_address() -> str:
@@ -268,13 +293,24 @@ class _Capabilities:
 def embed_on_ray(
     ws: "Workspace", ds: Dataset, fs: FeatureSet, spec: ModelSpec, *, address: str, actors: int | None = None,
     batch_size: int | None = None, recompute: bool = False, progress: ProgressFn | None = None,
-    cancel: Cancel = None, workers: int | None = None, ship_weights: bool = True,
+    cancel: Cancel = None, workers: int | None = None, ship_weights: bool | None = None,
 ) -> EmbedReport:
     """``embed_dataset(..., ray=address)``: see the module's docstring. ``ship_weights=False``
-    loads the weights from the same path on every worker (a shared disk) instead of sending them."""
+    (or FEATURELAB_RAY_SHIP_WEIGHTS=0) loads the weights from the path the model names, on
+    every worker (a shared disk), instead of sending them."""
+    if ship_weights is None:
+        ship_weights = os.environ.get("FEATURELAB_RAY_SHIP_WEIGHTS", "1") != "0"
+    connect(address)
+    with _job_running():
+        return _embed_connected(ws, ds, fs, spec, actors, batch_size, recompute, progress, cancel, workers,
+                                ship_weights)
+
+
+def _embed_connected(ws, ds, fs, spec, actors, batch_size, recompute, progress, cancel, workers, ship_weights
+                     ) -> EmbedReport:
+    """Plan the entities and the actors, start them, stream, and always stop them."""
     import ray
 
-    connect(address)
     resources = ray.cluster_resources()
     plan = plan_actors(float(resources.get("CPU", 0)), float(resources.get("GPU", 0)), actors)
     if workers:

@@ -66,8 +66,19 @@ def wait_until(condition, what: str, deadline_s: float = 90) -> None:
         time.sleep(0.2)
 
 
-def test_images_and_texts_equal_the_local_pipeline_through_a_chroma_server(ray_cluster, chroma_server, tiny_dir,
-                                                                          tmp_path):
+def kill_an_actor_once(killed: list[int]):
+    """A progress callback that SIGKILLs one actor's worker process after the first batch."""
+    def progress(done, total, rate):
+        if not killed:
+            killed.append(actor_pids()[0])
+            os.kill(killed[0], signal.SIGKILL)
+    return progress
+
+
+def test_vectors_equal_the_local_pipeline_and_a_killed_actor_costs_its_batch_only(ray_cluster, chroma_server,
+                                                                                   tiny_dir, tmp_path):
+    """Images (CLIP, two actors, one of them SIGKILLed mid-job) and text (MiniLM, one actor),
+    with a damaged and a missing file, into a workspace whose index is a `chroma run` server."""
     ws = Workspace.open(tmp_path / "ws", chroma_url=chroma_server)
     ds = ws.datasets.create("mixed")
     files = {**sample_photos(), **generated_images(), **{f"note-{i}.txt": t.encode() for i, t in enumerate(TEXTS) if t}}
@@ -79,14 +90,16 @@ def test_images_and_texts_equal_the_local_pipeline_through_a_chroma_server(ray_c
     for name, model, actors in (("clip", f"local-dir:{tiny_dir}", 2), ("minilm", MINILM, 1)):
         local, on_ray = create_feature_set(ws, f"{name}-local", model), create_feature_set(ws, f"{name}-ray", model)
         expected = embed_dataset(ws, ds, local, device="cpu", batch_size=3)
-        calls = []
+        calls, killed = [], []
+        kill = kill_an_actor_once(killed) if name == "clip" else lambda *args: None
         report = embed_dataset(ws, ds, on_ray, ray=ray_cluster, actors=actors, batch_size=3,
-                               progress=lambda *args: calls.append(args))
+                               progress=lambda *args: (calls.append(args), kill(*args)))
 
         assert (report.embedded, report.failed, report.skipped) == (expected.embedded, expected.failed, expected.skipped)
         assert sorted(report.failures) == sorted(expected.failures)
         assert report.device == f"ray: {actors} cpu actor{'s' if actors > 1 else ''}" and report.batch_size == 3
-        _assert_same_vectors(ws, local, on_ray)
+        _assert_same_vectors(ws, local, on_ray)  # with a killed actor too: Ray restarted it and retried its batch
+        assert not killed or not os.path.exists(f"/proc/{killed[0]}/cmdline")
         assert [c[0] for c in calls] == sorted(c[0] for c in calls) and calls[-1][:2] == (report.total, report.total)
         assert calls[-1][2] > 0 and calls[-1][2].note == f"{actors} of {actors} Ray actor{'s' if actors > 1 else ''} alive"
         assert ws.check_index(on_ray.id) == {"ok": True, "catalog": report.embedded, "index": report.embedded}
@@ -95,26 +108,6 @@ def test_images_and_texts_equal_the_local_pipeline_through_a_chroma_server(ray_c
     assert reports["clip"].failed == 2 and "cannot decode" in reasons[broken.id] and "missing" in reasons[missing.id]
     assert reports["minilm"].embedded == 5 and reports["minilm"].skipped == len(files) - 5
     ws.close()
-
-
-def test_a_killed_actor_costs_its_batch_only(ray_cluster, tiny_dir, ws_embedded):
-    ws = ws_embedded
-    ds = ws.datasets.create("many")
-    ds.items.upload(list(_many_images(range(2)).items()))
-    local, on_ray = (create_feature_set(ws, name, f"local-dir:{tiny_dir}") for name in ("local", "ray"))
-    embed_dataset(ws, ds, local, device="cpu", batch_size=2)
-    killed: list[int] = []
-
-    def kill_an_actor(done, total, rate):
-        if not killed:  # after the first batch: SIGKILL one actor's worker process mid-job
-            killed.append(actor_pids()[0])
-            os.kill(killed[0], signal.SIGKILL)
-
-    report = embed_dataset(ws, ds, on_ray, ray=ray_cluster, actors=2, batch_size=2, progress=kill_an_actor)
-
-    assert killed and not os.path.exists(f"/proc/{killed[0]}/cmdline")
-    assert (report.embedded, report.failed) == (report.total, 0) == (ds.items.count(), 0)
-    _assert_same_vectors(ws, local, on_ray)  # Ray restarted the actor and retried its batch
 
 
 def test_cancel_stops_the_job_and_ends_its_actors(ray_cluster, ws_embedded):
@@ -182,3 +175,14 @@ def test_a_killed_driver_leaves_whole_features_and_a_rerun_does_exactly_the_rest
     embed_dataset(ws, "d", local, device="cpu")
     _assert_same_vectors(ws, local, fs)
     ws.close()
+
+
+def test_no_cluster_at_the_address_is_a_clear_error(tmp_path, run_cli):
+    ws = Workspace.open(tmp_path / "cli-ws")
+    ws.datasets.create("d").items.upload([("a.txt", b"a note")])
+    ws.close()
+    env = {"RAY_ADDRESS": "", "RAY_TMPDIR": str(tmp_path / "no-ray")}  # no cluster to find
+    failed = run_cli("embed", "--dataset", "d", "--feature-set", "s", "--ray", "auto", ok=False, env_extra=env)
+    assert failed.returncode == 2 and "cannot reach a Ray cluster at 'auto'" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert "ray start --head" in failed.stderr
