@@ -14,6 +14,14 @@ st.title("Embed")
 st.caption("Run a model over every item of a dataset into a feature set. A rerun embeds only what is missing.")
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def cluster_summary(address: str) -> str:
+    """The Ray cluster's nodes and resources, asked at most every 30 s (each ask connects)."""
+    from store.embedders import cluster_info
+
+    return cluster_info(address).summary()
+
+
 def report_summary(report) -> None:
     """The end of a job: counts, the device, and every item left out with its reason."""
     state = "Cancelled" if report.cancelled else "Done"
@@ -51,9 +59,7 @@ with user_errors():
             f"Run on a Ray cluster ({ray_address})", key="embed:ray",
             help="Decoding and the model run in Ray actors; the vectors come back into this workspace.")
         if on_ray:
-            from store.embedders import cluster_info
-
-            st.markdown(f"Runs on: **Ray cluster at {ray_address}** · {cluster_info(ray_address).summary()}")
+            st.markdown(f"Runs on: **Ray cluster at {ray_address}** · {cluster_summary(ray_address)}")
         else:
             st.markdown(f"Runs on: **{device_label()}**")
         recompute = st.checkbox("Embed again the items that already have a vector", key="embed:recompute")

@@ -164,6 +164,9 @@ def main() -> None:
                     cosines += [float(local[k] @ other[k] / np.linalg.norm(local[k]) / np.linalg.norm(other[k]))
                                 for k in local]
         finally:
+            import ray
+
+            ray.shutdown()  # before the cluster goes: a driver whose cluster vanished is ended by Ray
             if cluster is not None:
                 stop_local_ray(cluster)
         writes = write_rates(tmp, args.vectors, args.vector_size, batch=256)

@@ -51,7 +51,7 @@ CPUS_PER_ACTOR = 4  # on a CPU cluster: one actor per 4 cores (torch threads sca
 MAX_RESTARTS = 3  # per actor; each restart reloads the model and retries the batch it held
 ATTEMPTS = 2  # a batch whose actor ran out of restarts goes to another actor once more, then fails
 WAIT_S = 0.25  # how often the driver looks at cancel while it waits for a batch
-_CONNECTION: dict[str, Any] = {"address": None, "jobs": 0}  # this process's one Ray connection, made by connect()
+_CONNECTION: dict[str, Any] = {"address": None, "users": 0}  # the connection connection() made, and who uses it
 _CONNECTION_LOCK = threading.Lock()
 
 
@@ -102,10 +102,13 @@ class ActorPlan:
 
 
 # ---- the cluster -------------------------------------------------------------------------
-def connect(address: str) -> None:
-    """Connect this process to the cluster at ``address`` (``auto``: the one ``ray start``
-    began on this machine, or ``$RAY_ADDRESS``), once: later jobs reuse the connection. A
-    connection Ray already has (made by the caller) is used as it is."""
+@contextlib.contextmanager
+def connection(address: str) -> Iterator[None]:
+    """This process connected to the cluster at ``address`` (``auto``: the one ``ray start``
+    began on this machine, or ``$RAY_ADDRESS``) for as long as the block runs. Jobs at the
+    same time share one connection; the last one out disconnects, because Ray ends a driver
+    whose cluster has been gone for a minute (the app must outlive its cluster). A
+    connection the caller made with ``ray.init`` is used as it is and left open."""
     try:
         import ray
     except ImportError:
@@ -115,35 +118,33 @@ def connect(address: str) -> None:
         raise InvalidInput("a Ray address is host:port (e.g. 127.0.0.1:6379), ray://host:10001 or auto")
     address = address.strip()
     with _CONNECTION_LOCK:
-        if ray.is_initialized():
-            if _CONNECTION["address"] in (None, address) or address == "auto":
-                return
-            if _CONNECTION["jobs"]:
-                raise InvalidInput(f"this process runs a job on the Ray cluster at {_CONNECTION['address']}; "
-                                   f"wait for it to end before using the one at {address}")
-            ray.shutdown()
-        try:
-            ray.init(address=address, namespace="featurelab", runtime_env=_runtime_env(), log_to_driver=False,
-                     logging_level="ERROR", configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise InvalidInput(
-                f"cannot reach a Ray cluster at {address!r} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200]}); start one with `ray start --head` (then use --ray auto) "
-                "or give the head's host:port"
-            ) from exc
-        _CONNECTION["address"] = address
-
-
-@contextlib.contextmanager
-def _job_running() -> Iterator[None]:
-    """While a job runs, this process keeps its connection (another address is refused)."""
-    with _CONNECTION_LOCK:
-        _CONNECTION["jobs"] += 1
+        ours = _CONNECTION["address"]
+        if ray.is_initialized() and ours is not None and address not in (ours, "auto"):
+            raise InvalidInput(f"this process runs a job on the Ray cluster at {ours}; "
+                               f"wait for it to end before using the one at {address}")
+        if not ray.is_initialized():
+            _init(ray, address)
+            _CONNECTION["address"] = address
+        _CONNECTION["users"] += 1
     try:
         yield
     finally:
         with _CONNECTION_LOCK:
-            _CONNECTION["jobs"] -= 1
+            _CONNECTION["users"] -= 1
+            if _CONNECTION["users"] == 0 and _CONNECTION["address"] is not None:
+                ray.shutdown()
+                _CONNECTION["address"] = None
+
+
+def _init(ray, address: str) -> None:
+    try:
+        ray.init(address=address, namespace="featurelab", runtime_env=_runtime_env(), log_to_driver=False,
+                 logging_level="ERROR", configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise InvalidInput(
+            f"cannot reach a Ray cluster at {address!r} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "start one with `ray start --head` (then use --ray auto) or give the head's host:port"
+        ) from exc
 
 
 def _connected_address() -> str:
@@ -153,14 +154,14 @@ def _connected_address() -> str:
 
 
 def cluster_info(address: str) -> ClusterInfo:
-    """The cluster's nodes and resources (connecting to it first)."""
+    """The cluster's nodes and resources."""
     import ray
 
-    connect(address)
-    resources = ray.cluster_resources()
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    return ClusterInfo(_connected_address(), len(nodes), float(resources.get("CPU", 0)),
-                       float(resources.get("GPU", 0)), float(resources.get("memory", 0)) / 1e9)
+    with connection(address):
+        resources = ray.cluster_resources()
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        return ClusterInfo(_connected_address(), len(nodes), float(resources.get("CPU", 0)),
+                           float(resources.get("GPU", 0)), float(resources.get("memory", 0)) / 1e9)
 
 
 def plan_actors(cpus: float, gpus: float, actors: int | None = None) -> ActorPlan:
@@ -300,8 +301,7 @@ def embed_on_ray(
     every worker (a shared disk), instead of sending them."""
     if ship_weights is None:
         ship_weights = os.environ.get("FEATURELAB_RAY_SHIP_WEIGHTS", "1") != "0"
-    connect(address)
-    with _job_running():
+    with connection(address):
         return _embed_connected(ws, ds, fs, spec, actors, batch_size, recompute, progress, cancel, workers,
                                 ship_weights)
 

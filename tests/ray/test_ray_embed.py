@@ -177,12 +177,15 @@ def test_a_killed_driver_leaves_whole_features_and_a_rerun_does_exactly_the_rest
     ws.close()
 
 
-def test_no_cluster_at_the_address_is_a_clear_error(tmp_path, run_cli):
-    ws = Workspace.open(tmp_path / "cli-ws")
-    ws.datasets.create("d").items.upload([("a.txt", b"a note")])
-    ws.close()
-    env = {"RAY_ADDRESS": "", "RAY_TMPDIR": str(tmp_path / "no-ray")}  # no cluster to find
-    failed = run_cli("embed", "--dataset", "d", "--feature-set", "s", "--ray", "auto", ok=False, env_extra=env)
-    assert failed.returncode == 2 and "cannot reach a Ray cluster at 'auto'" in failed.stderr
-    assert "Traceback" not in failed.stderr
-    assert "ray start --head" in failed.stderr
+def test_actors_and_batches_follow_the_cluster_resources():
+    from store import InvalidInput
+    from store.embedders.ray_job import plan_actors
+
+    cpu = plan_actors(cpus=2, gpus=0)
+    assert (cpu.actors, cpu.num_cpus, cpu.num_gpus, cpu.device, cpu.batch_size("image", None)) == (1, 2, 0, "cpu", 32)
+    assert plan_actors(cpus=16, gpus=0).actors == 4 and plan_actors(cpus=2, gpus=0, actors=2).num_cpus == 1
+    gpu = plan_actors(cpus=16, gpus=4)
+    assert (gpu.actors, gpu.num_gpus, gpu.num_cpus, gpu.device, gpu.batch_size("image", 64)) == (4, 1, 3, "cuda", 64)
+    assert gpu.batch_size("image", None) == 256
+    with pytest.raises(InvalidInput, match="at least 1"):
+        plan_actors(cpus=2, gpus=0, actors=0)
