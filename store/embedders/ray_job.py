@@ -41,7 +41,7 @@ from .job import (
     TEXT_BYTES, Cancel, EmbedReport, ProgressFn, _image_batches, _is_cancelled, _link_model, _plan, _reason, _Task,
     _text_batches, _Writer, check_size,
 )
-from .spec import OPEN_CLIP, SCHEMAS, SENTENCE, ModelSpec
+from .spec import OPEN_CLIP, SCHEMAS, ModelSpec
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
