@@ -1,4 +1,7 @@
-"""Embed: run a model over a dataset into a feature set, with progress, cancel and a summary."""
+"""Embed: run a model over a dataset into a feature set, with progress, cancel and a summary;
+on a Ray cluster when FEATURELAB_RAY_ADDRESS names one."""
+import os
+
 import pandas as pd
 import streamlit as st
 
@@ -9,6 +12,14 @@ from components.state import show_error, user_errors, workspace
 
 st.title("Embed")
 st.caption("Run a model over every item of a dataset into a feature set. A rerun embeds only what is missing.")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def cluster_summary(address: str) -> str:
+    """The Ray cluster's nodes and resources, asked at most every 30 s (each ask connects)."""
+    from store.embedders import cluster_info
+
+    return cluster_info(address).summary()
 
 
 def report_summary(report) -> None:
@@ -50,7 +61,14 @@ with user_errors():
                 problem = cannot_run_here(model)
                 if problem:
                     show_error(problem)
-        st.markdown(f"Runs on: **{device_label()}**")
+        ray_address = os.environ.get("FEATURELAB_RAY_ADDRESS") or None
+        on_ray = ray_address is not None and st.checkbox(
+            f"Run on a Ray cluster ({ray_address})", key="embed:ray",
+            help="Decoding and the model run in Ray actors; the vectors come back into this workspace.")
+        if on_ray:
+            st.markdown(f"Runs on: **Ray cluster at {ray_address}** · {cluster_summary(ray_address)}")
+        else:
+            st.markdown(f"Runs on: **{device_label()}**")
         recompute = st.checkbox("Embed again the items that already have a vector", key="embed:recompute")
         ready = bool(fs.model or model) and problem is None
         job = current_job("embed")
@@ -59,8 +77,10 @@ with user_errors():
                      disabled=not ready or busy):
             from store.embedders import embed_dataset
 
-            def work(progress, cancel, ds=dataset, target=fs, chosen=model, again=recompute):
-                return embed_dataset(ws, ds, target, model=chosen, recompute=again, progress=progress, cancel=cancel)
+            def work(progress, cancel, ds=dataset, target=fs, chosen=model, again=recompute,
+                     cluster=ray_address if on_ray else None):
+                return embed_dataset(ws, ds, target, model=chosen, recompute=again, progress=progress, cancel=cancel,
+                                     ray=cluster)
 
             start_job("embed", f"Embedding {dataset.name} into {fs.name}", work)
     job_panel("embed", summary=report_summary)

@@ -38,15 +38,19 @@ class Job:
     acknowledged: bool = False
 
     def progress(self, done: int, total: int, extra: Any = None) -> None:
-        """``extra``: a note to show (str), or the job's own items-per-second figure."""
+        """``extra``: a note to show (str), or the job's own items-per-second figure, which may
+        carry a note of its own (a Ray job's actors alive)."""
         now = time.monotonic()
         if self.first_tick is None:
             self.first_tick, self.first_done = now, done
         self.done, self.total = int(done), int(total)
         if isinstance(extra, str):
             self.note = extra
-        elif isinstance(extra, (int, float)) and extra > 0:
-            self.reported_rate = float(extra)
+        elif isinstance(extra, (int, float)):
+            if extra > 0:
+                self.reported_rate = float(extra)
+            if getattr(extra, "note", None):
+                self.note = extra.note
 
     @property
     def running(self) -> bool:

@@ -127,3 +127,23 @@ def run_cli(tmp_path):
             raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
         return proc
     return run
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real Ray cluster for the session: ``ray start --head`` on 127.0.0.1 with two CPUs
+    (tests/ray/cluster.py), its address yielded; stopped at the end, also after a failure."""
+    from tests.ray.cluster import start_local_ray, stop_local_ray
+
+    temp = Path(tempfile.mkdtemp(prefix="flray-", dir="/tmp"))  # short: Ray's socket paths are limited
+    proc, address = start_local_ray(temp, num_cpus=2)
+    try:
+        yield address
+    finally:
+        try:
+            import ray
+
+            ray.shutdown()  # this process's own connection, if a test made one
+        finally:
+            stop_local_ray(proc)
+            shutil.rmtree(temp, ignore_errors=True)

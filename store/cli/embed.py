@@ -26,6 +26,11 @@ def _embed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--batch-size", type=int, help="items per model call (default: 32 on CPU, 256 on GPU)")
     p.add_argument("--workers", type=int, help="threads that decode images ahead of the model")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="run decoding and the model on a Ray cluster: its head's host:port, ray://host:10001, or "
+                        "auto (the cluster `ray start` began on this machine, or $RAY_ADDRESS)")
+    p.add_argument("--actors", type=int, help="with --ray: how many model actors (default: one per GPU, else one "
+                                              "per 4 CPUs of the cluster)")
     p.add_argument("--recompute", action="store_true", help="embed every entity again, not only those missing")
     p.add_argument("--entity-type", choices=["item", "annotation"], default="item",
                    help="for a set created here: embed items, or the boxes on them")
@@ -35,7 +40,8 @@ def _embed_arguments(p: argparse.ArgumentParser) -> None:
 @command(arguments=_embed_arguments)
 def embed(ws, args) -> None:
     """Embed a dataset's items (or their boxes) into a feature set: batched, resumable (a
-    rerun does only what is missing), Ctrl-C stops after the current batch."""
+    rerun does only what is missing), Ctrl-C stops after the current batch. --ray runs it
+    on a Ray cluster; the vectors come back to this workspace."""
     from ..embedders import create_feature_set, default_model, embed_dataset, parse_spec, resolve_dataset
 
     ds = resolve_dataset(ws, args.dataset)
@@ -56,12 +62,12 @@ def embed(ws, args) -> None:
     def progress(done: int, total: int, rate: float) -> None:
         nonlocal bar
         bar = bar or progress_bar("embed")  # made on the first batch: no empty bar before an error
-        bar(done, total)
+        bar(done, total, getattr(rate, "note", None))  # on Ray: how many actors are alive
 
     with _stop_on_ctrl_c() as stop:
         report = embed_dataset(
             ws, ds, fs, model=model, device=args.device, batch_size=args.batch_size, recompute=args.recompute,
-            progress=progress, cancel=stop, workers=args.workers,
+            progress=progress, cancel=stop, workers=args.workers, ray=args.ray, actors=args.actors,
         )
     for entity_id, name, reason in report.failures:
         print(f"{'skipped' if reason.startswith('unsupported') else 'failed'} {name} ({entity_id}): {reason}",

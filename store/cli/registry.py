@@ -58,15 +58,17 @@ def command(fn: Run | None = None, *, arguments: Arguments | None = None) -> Any
     return register(fn) if fn is not None else register
 
 
-def progress_bar(desc: str) -> Callable[[int, int], None]:
-    """A tqdm bar on stderr, as a ``progress(done, total)`` callback that closes at the end."""
+def progress_bar(desc: str) -> Callable[..., None]:
+    """A tqdm bar on stderr, as a ``progress(done, total[, note])`` callback that closes at the end."""
     from tqdm import tqdm
 
     bar = tqdm(desc=desc, unit="file", file=sys.stderr, mininterval=0.5)
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int, note: str | None = None) -> None:
         bar.total = total
         bar.n = done
+        if note:
+            bar.set_postfix_str(note, refresh=False)
         bar.refresh()
         if done >= total:
             bar.close()

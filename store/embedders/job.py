@@ -157,13 +157,17 @@ def embed_dataset(
     progress: ProgressFn | None = None,
     cancel: Cancel = None,
     workers: int | None = None,
+    ray: str | None = None,
+    actors: int | None = None,
 ) -> EmbedReport:
     """Embed the items of ``dataset`` (image items through the image tower, text items
     through the text tower or a sentence model; the boxes on its images for an annotation
     set) into ``feature_set``. Only entities without a feature in the set are embedded,
     unless ``recompute``. ``progress(done, total, items_per_second)`` is called from this
-    thread once the model is loaded (0 done) and after each batch is stored or queued; ``cancel`` (an Event or a callable) stops the job after the
-    current batch, keeping what is done."""
+    thread once the model is loaded (0 done) and after each batch is stored or queued; ``cancel``
+    (an Event or a callable) stops the job after the current batch, keeping what is done.
+    ``ray``: a Ray cluster's address (or ``"auto"``) to run decoding and the model on, in
+    ``actors`` actors (default: from the cluster's resources); see ``embedders.ray_job``."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise InvalidInput(f"batch size must be a whole number of at least 1, got {batch_size!r}")
     ds = resolve_dataset(ws, dataset)
@@ -171,6 +175,14 @@ def embed_dataset(
     spec = model_for_set(fs, model, default=default_model(ws, ds, fs.entity_type, fs.size))
     if spec.size_from_config:  # known without weights: refuse before loading any
         check_size(fs, spec, model_size(spec))
+    if ray is not None:  # the model loads on the cluster, not here
+        from .ray_job import embed_on_ray
+
+        report = embed_on_ray(ws, ds, fs, spec, address=ray, actors=actors, batch_size=batch_size,
+                              recompute=recompute, progress=progress, cancel=cancel, workers=workers)
+        if isinstance(feature_set, FeatureSet):
+            feature_set.model = fs.model
+        return report
     embedder = load_embedder(spec, device)
     check_size(fs, spec, embedder.size)
     _link_model(ws, fs, spec, embedder.size)
@@ -377,13 +389,20 @@ def _text_batches(embedder: "Embedder", tasks: Sequence[_Task], batch_size: int
         ids, texts, failures = [], [], []
         for task in tasks[start : start + batch_size]:
             try:
-                with open(task.path, "rb") as f:
-                    texts.append(f.read(TEXT_BYTES).decode("utf-8", errors="replace"))
+                texts.append(_read_text(task.path))
                 ids.append(task.entity_id)
             except OSError as exc:
                 failures.append((task.entity_id, task.name, _reason(exc)))
         vectors = embedder.embed_texts(texts, batch_size=batch_size) if texts else np.zeros((0, embedder.size), np.float32)
         yield ids, vectors, failures
+
+
+def _read_text(source: "Path | bytes") -> str:
+    """The start of a text file, or of its bytes as sent to a Ray actor."""
+    if isinstance(source, bytes):
+        return source[:TEXT_BYTES].decode("utf-8", errors="replace")
+    with open(source, "rb") as f:
+        return f.read(TEXT_BYTES).decode("utf-8", errors="replace")
 
 
 def _reason(exc: BaseException) -> str:
