@@ -20,20 +20,28 @@ def _close(ws: Workspace) -> None:
 
 @st.cache_resource(show_spinner="Opening the workspace…", on_release=_close)
 def _open_workspace(path: str, chroma_url: str | None) -> Workspace:
-    ws = Workspace.open(path, chroma_url=chroma_url)
-    if os.environ.get("FEATURELAB_WARM_NUMBA", "1") != "0":
-        # umap's kernels load from (or compile into) the workspace's numba cache in the
-        # background now, so the first map does not wait a minute for them.
-        from store.analysis import warm_numba_cache
-
-        warm_numba_cache(ws)
-    return ws
+    return Workspace.open(path, chroma_url=chroma_url)
 
 
 def workspace() -> Workspace:
     """Opened once per server process (``$FEATURELAB_HOME`` or ./workspace)."""
     path = str(default_home().resolve())
     return _open_workspace(path, os.environ.get("FEATURELAB_CHROMA_URL") or None)
+
+
+def warm_up() -> None:
+    """Once per server process, after the first page is drawn (app.py calls it after every
+    page; later calls cost nothing): load the offline text models, then umap's kernels, in
+    the background, so the first text search and the first map do not wait for them.
+    ``FEATURELAB_WARM_MODELS=0`` / ``FEATURELAB_WARM_NUMBA=0`` skip either (tests do)."""
+    from store.warmup import warm_up as start
+
+    try:
+        ws = workspace()
+    except FeaturelabError:
+        return  # the page already said why the workspace did not open
+    start(ws, models=os.environ.get("FEATURELAB_WARM_MODELS", "1") != "0",
+          numba=os.environ.get("FEATURELAB_WARM_NUMBA", "1") != "0")
 
 
 # Tests call ``workspace.clear()`` to drop the cached workspace between runs.

@@ -9,7 +9,7 @@ from .job import (
     EmbedReport, check_size, create_feature_set, default_model, embed_dataset, model_for_set, query_vector,
     resolve_dataset,
 )
-from .registry import load_embedder, loaded_embedders, model_size
+from .registry import load_embedder, loaded_embedders, model_size, offline_text_models, preload_text_models
 from .spec import (
     BACKENDS, DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DEFAULT_TEXT_SIZE, OPEN_CLIP, SENTENCE, Backend, ModelInfo,
     ModelSpec, backend_named, default_text_model, list_models, packaged_minilm_path, parse_spec,
@@ -19,6 +19,7 @@ __all__ = [
     "BACKENDS", "DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "DEFAULT_TEXT_SIZE", "OPEN_CLIP", "SENTENCE", "Backend",
     "EmbedReport", "Embedder", "ModelInfo", "ModelSpec", "ModelUnavailable", "backend_named", "check_size",
     "create_feature_set", "default_model", "default_text_model", "embed_dataset", "list_models", "load_embedder",
-    "loaded_embedders", "model_for_set", "model_size", "packaged_minilm_path", "parse_spec", "query_vector",
+    "loaded_embedders", "model_for_set", "model_size", "offline_text_models", "packaged_minilm_path", "parse_spec",
+    "preload_text_models", "query_vector",
     "resolve_dataset", "resolve_device",
 ]
