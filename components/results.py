@@ -53,5 +53,6 @@ def results_table(frame: pd.DataFrame, *, key: str, file_name: str = "search-res
         return
     st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}:table",
                  column_config={"distance": st.column_config.NumberColumn("distance", format="%.6f")})
-    st.download_button("Download as CSV", frame.to_csv(index=False).encode(), file_name=file_name,
+    # Made on the click, not on every rerun of the page that shows the table.
+    st.download_button("Download as CSV", lambda: frame.to_csv(index=False).encode(), file_name=file_name,
                        mime="text/csv", key=f"{key}:csv", icon=":material/download:", on_click="ignore")

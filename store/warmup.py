@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -20,12 +20,22 @@ _STARTED: dict[str, threading.Thread] = {}  # workspace path -> its warmer, once
 _GUARD = threading.Lock()
 
 
-def warm_up(ws: "Workspace", *, models: bool = True, numba: bool = True) -> threading.Thread | None:
+IDLE_S = 3.0  # umap's kernels start compiling only after this long without a click
+
+
+def warm_up(ws: "Workspace", *, models: bool = True, numba: bool = True,
+            first: Callable[[], object] | None = None,
+            idle: Callable[[], float] | None = None) -> threading.Thread | None:
     """Start warming this process for ``ws`` in a daemon thread (once per process and
     workspace; later calls return the same thread, or None when there is nothing to do):
-    the offline text models first (``store.embedders.preload_text_models``), then umap's
-    numba kernels (``store.analysis.warm_numba_cache``). Errors are logged, never raised."""
-    if not (models or numba):
+    ``first()`` (the caller's own, e.g. the app's page imports), then the offline text models
+    (``store.embedders.preload_text_models``), then umap's numba kernels
+    (``store.analysis.warm_numba_cache``). Errors are logged, never raised.
+
+    ``idle()``: seconds since the process last served a user (0 while it does). The
+    kernels, the long step (10 s to minutes of holding the GIL), wait for ``IDLE_S`` of it,
+    so they are not compiled while someone clicks through the pages."""
+    if not (models or numba or first):
         return None
     key = str(ws.path.resolve())
     with _GUARD:
@@ -35,14 +45,20 @@ def warm_up(ws: "Workspace", *, models: bool = True, numba: bool = True) -> thre
             from .analysis import configure_numba_cache
 
             configure_numba_cache(ws)
-        thread = threading.Thread(target=_warm, args=(ws, models, numba), name="featurelab-warm-up", daemon=True)
+        thread = threading.Thread(target=_warm, args=(ws, models, numba, first, idle), name="featurelab-warm-up", daemon=True)
         _STARTED[key] = thread
     thread.start()
     return thread
 
 
-def _warm(ws: "Workspace", models: bool, numba: bool) -> None:
+def _warm(ws: "Workspace", models: bool, numba: bool, first: Callable[[], object] | None,
+          idle: Callable[[], float] | None) -> None:
     started = time.perf_counter()
+    if first is not None:
+        try:
+            first()
+        except Exception:  # noqa: BLE001
+            log.exception("warming: %r failed", first)
     if models:
         try:
             from .embedders import preload_text_models
@@ -53,6 +69,9 @@ def _warm(ws: "Workspace", models: bool, numba: bool) -> None:
             log.exception("warming the text models failed; the first text search will load them")
     if numba:
         from .analysis import warm_numba_cache
+
+        while idle is not None and idle() < IDLE_S:
+            time.sleep(0.5)
 
         try:
             warm_numba_cache(ws, background=False)  # logs its own failure

@@ -26,3 +26,4 @@ def test_warm_up_loads_the_text_model_once_per_process_in_the_background(ws_embe
     assert any(e.spec == packaged for e in loaded_embedders())
     assert warm_up(ws_embedded, numba=False) is thread  # a second page run starts nothing
     assert warm_up(ws_embedded, models=False, numba=False) is None
+
