@@ -7,6 +7,9 @@ AppTest run) by itself, without this file's page config and navigation."""
 import streamlit as st
 
 from components.preload import preload_plotly
+from components.state import note_run_start, warm_up
+
+note_run_start()
 
 st.set_page_config(page_title="featurelab", page_icon=":material/scatter_plot:", layout="wide")
 
@@ -39,3 +42,4 @@ sections = {
 }
 st.navigation(sections).run()
 preload_plotly()
+warm_up()  # after the first page is drawn, never before it

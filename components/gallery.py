@@ -37,7 +37,14 @@ def thumbnail(sha256: str, path: str, size: int = THUMB) -> bytes | None:
 
 
 def snippet(item: Item, chars: int = 180) -> str:
-    text = item.download()[: chars * 4].decode("utf-8", errors="replace")
+    """The start of a text item, on one line (read once per content: a rerun reads no file)."""
+    return _snippet(item.sha256, str(item.path), chars)
+
+
+@st.cache_data(max_entries=5000, show_spinner=False)
+def _snippet(sha256: str, path: str, chars: int) -> str:
+    with open(path, "rb") as f:
+        text = f.read(chars * 4).decode("utf-8", errors="replace")
     text = " ".join(text.split())
     return text[:chars] + ("…" if len(text) > chars else "")
 

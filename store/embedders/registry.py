@@ -23,12 +23,16 @@ __all__ = [  # the naming names stay importable from here, where they were
     "BACKENDS", "DEFAULT_IMAGE_MODEL", "DEFAULT_TEXT_MODEL", "DEFAULT_TEXT_SIZE", "OPEN_CLIP", "SENTENCE",
     "Backend", "ModelInfo", "ModelSpec", "ModelUnavailable", "check_local_model", "check_runs_here",
     "default_text_model", "hub_reachable", "list_models", "load_embedder", "loaded_embedders", "model_size",
-    "open_clip_architectures", "packaged_minilm_path", "parse_spec", "pretrained_tags",
+    "offline_text_models", "open_clip_architectures", "packaged_minilm_path", "parse_spec", "preload_text_models",
+    "pretrained_tags",
 ]
 
 _CACHE: dict[tuple[ModelSpec, str], Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 _KEY_LOCKS: dict[tuple[ModelSpec, str], threading.Lock] = {}
+# torch and the model libraries are imported under this lock: two threads importing torch at
+# once (the app's warm-up and a first search) can leave one of them a half-initialised torch.
+_IMPORTING = threading.RLock()
 _PROBE_SECONDS = 300  # how long one look at the hub holds
 _probe: tuple[float, bool] | None = None  # (when, reachable)
 
@@ -45,7 +49,8 @@ def load_embedder(spec: "str | dict | ModelSpec", device: str | None = None) -> 
     """The model ready on ``device`` (default: CUDA when present, else CPU). Loaded once
     per process and shared: later calls with the same model and device return it."""
     spec = parse_spec(spec)
-    device = resolve_device(device)
+    with _IMPORTING:
+        device = resolve_device(device)
     key = (spec, device)
     with _CACHE_LOCK:
         if key in _CACHE:
@@ -55,7 +60,8 @@ def load_embedder(spec: "str | dict | ModelSpec", device: str | None = None) -> 
     with key_lock:  # two threads asking for one model load it once
         base = _CACHE.get(base_key)
         if base is None:
-            base = _load(base_key[0], device)
+            with _IMPORTING:
+                base = _load(base_key[0], device)
             with _CACHE_LOCK:
                 _CACHE[base_key] = base
     embedder = base
@@ -146,3 +152,36 @@ def _use_cache_only_when_hub_unreachable() -> None:
     if not hub_reachable():
         constants.HF_HUB_OFFLINE = True
         os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def offline_text_models(ws, limit: int = 2) -> list[ModelSpec]:
+    """The text models worth loading before anyone asks: the packaged default, and those of
+    the workspace's feature sets that load without the hub (a folder, a checkpoint), up to
+    ``limit``. Hub models are left out: warming must never wait on a network."""
+    found: list[ModelSpec] = []
+    candidates = [default_text_model()] if packaged_minilm_path() is not None else []
+    for fs in ws.feature_sets.list():
+        if fs.model:
+            try:
+                candidates.append(parse_spec(fs.model))
+            except FeaturelabError:
+                continue  # a set whose model no longer parses says so when it is used
+    for spec in candidates:
+        base = replace(spec, normalize=True)  # one load serves both normalisations
+        if spec.embeds_text and not spec.backend_info.needs_hub(spec) and base not in found:
+            found.append(base)
+    return found[:limit]
+
+
+def preload_text_models(ws) -> list[str]:
+    """Load ``offline_text_models(ws)`` and run each once on a short text (its first call
+    is slower), so a text search or an embedding job finds them warm. Returns their labels;
+    a model that fails to load is skipped (the page that needs it says why)."""
+    loaded = []
+    for spec in offline_text_models(ws):
+        try:
+            load_embedder(spec).embed_texts(["warm up"])
+        except Exception:  # noqa: BLE001 - warming is best effort; the real use reports the error
+            continue
+        loaded.append(spec.label)
+    return loaded

@@ -36,6 +36,7 @@ TEXT_SET = "sample-help-minilm"
 CLIP_SET = "sample-photos-clip"
 TEXT_MODEL = "all-MiniLM-L6-v2"
 CLIP_MODEL = "ViT-B-32/laion2b_s34b_b79k"
+CLIP_HUB = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # where open_clip fetches CLIP_MODEL's weights
 ProgressFn = Callable[..., None]
 
 
@@ -77,13 +78,24 @@ def _jpeg(img, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def _sklearn_datasets() -> Path:
+    """scikit-learn's datasets folder, found without importing scikit-learn (seconds on a
+    small machine: the sample data only reads files that ship in it)."""
+    import importlib.util
+
+    found = importlib.util.find_spec("sklearn")
+    if found is None or not found.submodule_search_locations:
+        raise FeaturelabError("the sample data comes with scikit-learn, which is not installed: "
+                              "pip install scikit-learn, then load it again")
+    return Path(list(found.submodule_search_locations)[0]) / "datasets"
+
+
 def photo_files(tiles: tuple[int, int] = (3, 2)) -> list[SampleFile]:
     """scikit-learn's sample photos (china.jpg, flower.jpg), whole and cut into tiles, so
     that an image search has near neighbours to find."""
-    import sklearn.datasets
     from PIL import Image
 
-    folder = Path(sklearn.datasets.__file__).parent / "images"
+    folder = _sklearn_datasets() / "images"
     out: list[SampleFile] = []
     for path in sorted(folder.glob("*.jpg")):
         data = path.read_bytes()
@@ -104,12 +116,13 @@ def digit_files(per_class: int = 40, scale: int = 4) -> list[SampleFile]:
     """The first ``per_class`` of each digit, as black-on-white PNGs ``scale`` times 8x8,
     each with its 64 pixel values (0..16) as a precomputed vector."""
     from PIL import Image
-    from sklearn.datasets import load_digits
 
-    digits = load_digits()
+    # What sklearn.datasets.load_digits reads: 64 pixels and the digit per row.
+    table = np.loadtxt(_sklearn_datasets() / "data" / "digits.csv.gz", delimiter=",")
+    data, targets = table[:, :-1], table[:, -1].astype(int)
     out: list[SampleFile] = []
     taken = {d: 0 for d in range(10)}
-    for index, (image, target, pixels) in enumerate(zip(digits.images, digits.target, digits.data)):
+    for index, (image, target, pixels) in enumerate(zip(data.reshape(-1, 8, 8), targets, data)):
         d = int(target)
         if taken[d] >= per_class:
             continue
@@ -139,13 +152,26 @@ def help_files() -> list[SampleFile]:
 # ---- models at hand ---------------------------------------------------------------------
 def clip_weights_at_hand(model: str = CLIP_MODEL) -> bool:
     """Whether the CLIP weights are already on this machine (Hugging Face cache): never
-    downloads, never waits on a network (``embedders.missing_here``)."""
+    downloads, never waits on a network (``embedders.missing_here``). For the sample's own
+    model, a look at the cache's folder comes first: without it, open_clip (and torch,
+    seconds) is not even imported."""
+    if model == CLIP_MODEL and not _hub_repo_cached(CLIP_HUB):
+        return False
     from ..embedders import missing_here
 
     try:
         return missing_here(model) is None
     except FeaturelabError:  # not a model open_clip knows
         return False
+
+
+def _hub_repo_cached(repo_id: str) -> bool:
+    """Whether the Hugging Face cache holds anything of the model repository ``repo_id``."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return (Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}").is_dir()
 
 
 def _model_dict(model: Any, size: int) -> dict:

@@ -60,20 +60,23 @@ def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path, timeout: flo
 
 @contextmanager
 def running_app(home: Path, log_path: Path, *, upload_limit_mb: int | None = None,
-                warm_numba: bool = True) -> Iterator[AppServer]:
-    """The app over the workspace ``home``, offline, until the block ends."""
+                warm_numba: bool = True, warm_models: bool = True, script: Path | None = None
+                ) -> Iterator[AppServer]:
+    """The app over the workspace ``home``, offline, until the block ends; ``script`` runs
+    another Streamlit script instead of app.py (a benchmark's bare page, say)."""
     port = free_port()
     env = {**os.environ, "FEATURELAB_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT), "FEATURELAB_WARM_NUMBA": "1" if warm_numba else "0"}
+           "PYTHONPATH": str(ROOT), "FEATURELAB_WARM_NUMBA": "1" if warm_numba else "0",
+           "FEATURELAB_WARM_MODELS": "1" if warm_models else "0"}
     env.pop("FEATURELAB_CHROMA_URL", None)
-    args = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+    args = [sys.executable, "-m", "streamlit", "run", str(script or "app.py"), "--server.port", str(port),
             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none"]
     if upload_limit_mb is not None:
         args += ["--server.maxUploadSize", str(upload_limit_mb)]
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, cwd=script.parent if script else ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_healthy(proc, url, log_path)
             yield AppServer(url, home, log_path)

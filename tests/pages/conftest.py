@@ -17,6 +17,7 @@ def open_page(tmp_path, monkeypatch):
     monkeypatch.delenv("FEATURELAB_CHROMA_URL", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("FEATURELAB_WARM_NUMBA", "0")  # a fresh workspace per test: no minute of compiling each
+    monkeypatch.setenv("FEATURELAB_WARM_MODELS", "0")  # nor a background model load racing the test's own
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.chdir(ROOT)
     from components.state import workspace

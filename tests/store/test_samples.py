@@ -50,3 +50,45 @@ def test_cancel_stops_before_the_work(ws_embedded):
 
 def test_clip_weights_are_never_fetched():
     assert samples.clip_weights_at_hand("no-such-arch/none") is False
+
+
+def test_digits_are_scikit_learns_read_without_importing_it():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    ours = samples.digit_files(per_class=2)
+    for f in ours:
+        index = int(f.name.split("-")[2].split(".")[0])
+        assert f.metadata["user"]["digit"] == int(digits.target[index])
+        assert f.vector.tobytes() == digits.data[index].astype(np.float32).tobytes()
+
+
+def test_the_clip_hub_folder_is_open_clips_own():
+    import open_clip
+
+    arch, _, tag = samples.CLIP_MODEL.partition("/")
+    assert open_clip.get_pretrained_cfg(arch, tag)["hf_hub"].strip("/") == samples.CLIP_HUB
+
+
+def test_loading_the_sample_files_imports_neither_scikit_learn_nor_open_clip(tmp_path):
+    """Each costs seconds on a 2-core machine, and the sample data needs neither to start."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; from store import Workspace; from store.io import samples\n"
+        f"ws = Workspace.open({str(tmp_path / 'ws')!r})\n"
+        "report = samples.load_sample(ws, digits_per_class=2, text=False)\n"
+        "assert report.added == 34, report\n"
+        "cached = samples._hub_repo_cached(samples.CLIP_HUB)\n"
+        "print(sorted(m for m in ('sklearn', 'open_clip', 'torch') if m in sys.modules), cached)\n"
+        "ws.close()\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                         env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root),
+                              "HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "False"  # HOME is empty: no CLIP weights in its cache
+    assert out.stdout.strip().startswith("[]"), out.stdout
