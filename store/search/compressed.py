@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
+import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,6 +35,7 @@ U32 = 2.0**-24  # float32 unit roundoff
 SLACK = 2.0**-40  # relative room for every float64 rounding (gamma_d in float64 is ~2^-44 at d = 512)
 GROW = 1.0 + 2.0**-30  # the bound's own rounding
 MIN_CELLS = 1 << 24  # below n x d of this, the float32 pass is as fast (16k x 1024, 32k x 512)
+PARALLEL_CELLS = 1 << 25  # scans of at least this many codes use every core
 
 _KERNELS: dict[str, Callable] = {}
 _KERNEL_LOCK = threading.Lock()
@@ -88,9 +90,6 @@ def _kernels() -> dict[str, Callable]:
                 code_norm[i] = a * np.sqrt(c2)
                 resid[i] = np.sqrt(r2)
 
-        # No nnan / ninf / afn: any summation order (reassoc) and FMAs (contract) stay inside the
-        # gamma bound, and no other shortcut touches the arithmetic.
-        @numba.njit(parallel=True, fastmath={"reassoc", "contract", "nsz", "arcp"}, cache=True)
         def scan(codes, q32, rows, scale, sq, code_norm, resid, two_p, alpha, alpha0, beta, sign,
                  lo, hi):  # pragma: no cover - compiled
             d = codes.shape[1]
@@ -106,7 +105,14 @@ def _kernels() -> dict[str, Callable]:
                 lo[t] = key - err
                 hi[t] = key + err
 
-        _KERNELS.update(quantize=quantize, scan=scan)
+        # No nnan / ninf / afn: any summation order (reassoc) and FMAs (contract) stay inside the
+        # gamma bound, and no other shortcut touches the arithmetic. Small scans run on one
+        # thread: waking a pool costs more than they do on a loaded machine.
+        flags = {"reassoc", "contract", "nsz", "arcp"}
+        serial = types.FunctionType(scan.__code__, scan.__globals__, "scan_serial", scan.__defaults__, scan.__closure__)
+        serial.__qualname__ = scan.__qualname__ + "_serial"  # its own entry in numba's disk cache
+        _KERNELS.update(quantize=quantize, scan=numba.njit(parallel=True, fastmath=flags, cache=True)(scan),
+                        scan_serial=numba.njit(fastmath=flags, cache=True)(serial))
         return _KERNELS
 
 
@@ -142,7 +148,8 @@ def key_bounds(copy: Int8Copy, query: np.ndarray, rows: np.ndarray | None = None
     idx = np.arange(len(copy.codes)) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
     lo, hi = np.empty(len(idx), dtype=np.float64), np.empty(len(idx), dtype=np.float64)
     if len(idx):
-        _kernels()["scan"](copy.codes, q32, idx, copy.scale, copy.sq, copy.code_norm, copy.resid,
+        kernel = "scan" if len(idx) * d >= PARALLEL_CELLS else "scan_serial"
+        _kernels()[kernel](copy.codes, q32, idx, copy.scale, copy.sq, copy.code_norm, copy.resid,
                            two_p, alpha, alpha0, beta, -1.0 if descending else 1.0, lo, hi)
     return lo, hi
 
@@ -211,6 +218,11 @@ def warm() -> Any:
     """Compile (or load) the kernels now, so the first compressed scan does not wait for it."""
     copy = compress(np.zeros((2, 4), dtype=np.float32))
     key_bounds(copy, np.zeros(4, dtype=np.float32))
+    kernels = _kernels()
+    if not kernels["scan"].signatures:  # the parallel one too
+        lo, hi = np.empty(2), np.empty(2)
+        kernels["scan"](copy.codes, np.zeros(4, dtype=np.float32), np.arange(2), copy.scale, copy.sq,
+                        copy.code_norm, copy.resid, 1.0, 0.0, 0.0, 0.0, 1.0, lo, hi)
     return copy
 
 

@@ -213,3 +213,40 @@ def _top_of_all(matrix: VectorMatrix, q32: np.ndarray, descending: bool, limit: 
     # Round the cut up, never down, when it becomes float32 for the comparison.
     cut = np.nextafter(np.float32(kth + 2 * _error_bound(matrix, q_norm)), np.float32(np.inf))
     return _remeasured(matrix, q32, np.flatnonzero(key <= cut), descending, limit, len(matrix))
+
+
+def search_many(matrix: VectorMatrix, queries: np.ndarray, limit: int, *, descending: bool = False,
+                block: int = 16384) -> list[Hits]:
+    """The ``limit`` nearest (farthest) of every row for each of many queries, as one float32
+    matrix product per block of rows (the matrix is read once for all of them), then the same
+    bound and float64 re-measure as ``search``: each answer equals ``search``'s for its query."""
+    qs = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    n = len(matrix)
+    if not 0 < limit < n or not all(_float32_safe(matrix, q) for q in qs):
+        return [search(matrix, q, None, None, descending, limit) for q in qs]
+    sign = np.float32(-1.0 if descending else 1.0)
+    cut = np.full(len(qs), np.inf, dtype=np.float32)  # per query: the k-th key so far + 2 err (only falls)
+    err2 = np.array([2 * _error_bound(matrix, float(np.linalg.norm(q.astype(np.float64)))) for q in qs])
+    best = np.full((limit, len(qs)), np.inf, dtype=np.float32)
+    found_rows, found_q, found_key = [], [], []
+    for start in range(0, n, block):
+        key = matrix.values[start : start + block] @ qs.T
+        key *= np.float32(-2.0)
+        key += matrix.sq_norms[start : start + block, None]
+        if descending:
+            key *= sign
+        pool = np.concatenate([best, key])
+        best = np.partition(pool, limit - 1, axis=0)[:limit]
+        kth = best.max(axis=0).astype(np.float64)
+        cut = np.nextafter((kth + err2).astype(np.float32), np.float32(np.inf))
+        r, j = np.nonzero(key <= cut[None, :])
+        found_rows.append(r + start)
+        found_q.append(j)
+        found_key.append(key[r, j])
+    rows, which, keys = (np.concatenate(a) for a in (found_rows, found_q, found_key))
+    keep = keys <= cut[which]
+    rows, which = rows[keep], which[keep]
+    order = np.argsort(which, kind="stable")
+    rows, which = rows[order], which[order]
+    bounds = np.searchsorted(which, np.arange(len(qs) + 1))
+    return [_remeasured(matrix, q, rows[bounds[i] : bounds[i + 1]], descending, limit, n) for i, q in enumerate(qs)]

@@ -159,3 +159,18 @@ def test_a_workspace_search_takes_the_int8_pass_once_built(ws, monkeypatch):
         order = np.lexsort((ids, d))[:25]
         want = [(ids[i], d[i]) for i in order]
         assert first == second == want
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_a_batch_of_queries_answers_as_each_alone(descending):
+    """``search_many``: one matrix product per block for many queries, each answer the same
+    as a single search (and brute force's), across several blocks and with duplicate rows."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3000, 24)).astype(np.float32)
+    x[100:140] = x[100]
+    m = _matrix(x)
+    qs = np.concatenate([x[[100, 5, 2999]], rng.standard_normal((5, 24)).astype(np.float32)])
+    many = exact.search_many(m, qs, 30, descending=descending, block=512)
+    for q, h in zip(qs, many):
+        want_rows, want_d = _brute(x, q, None, 30, descending)
+        assert np.array_equal(h.rows, want_rows) and np.array_equal(h.distances, want_d) and h.total == 3000
