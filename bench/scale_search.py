@@ -162,6 +162,47 @@ def _recall(found: list[np.ndarray], truth: list[np.ndarray], k: int) -> float:
     return float(np.mean([len(set(f[:k].tolist()) & set(t[:k].tolist())) / k for f, t in zip(found, truth)]))
 
 
+# ---- near-duplicates: exact against approximate (ANN candidates), and the estimates ------------
+def with_copies(n: int, dim: int, share: float = 0.05, seed: int = 3) -> np.ndarray:
+    """Clustered rows, ``share`` of them near copies (noise 0.01) in groups of 2 to 12."""
+    values = clustered(n, dim, seed)
+    rng = np.random.default_rng(seed)
+    at, end = 0, int(n * share)
+    while at < end:
+        size = int(rng.integers(2, 13))
+        values[at + 1 : at + size] = values[at] + rng.standard_normal((size - 1, dim)).astype(np.float32) * 0.01
+        at += size
+    return values[rng.permutation(n)]
+
+
+def step_duplicates(n: int, dim: int, threshold: float = 0.5) -> dict:
+    """In a real workspace (catalog + Chroma): exact and approximate near-duplicate groups,
+    each after its estimate; recall = redundant entities found / exact's."""
+    from store import Workspace
+    from store.analysis import duplicates as cu
+    from store.analysis.estimate import estimate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from store_search import workspace_with_items
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ws, item_ids = workspace_with_items(Path(tmp), n)
+        fs = ws.feature_sets.create(name="dups", size=dim)
+        out["load_s"], _, _ = measured(lambda: fs.features.create_many(with_copies(n, dim), item_ids))
+        for mode, approximate in (("exact", False), ("approx", True)):
+            e = estimate(ws, fs, "duplicates", approximate=approximate, include_hidden=False)
+            cu.clear_cache()
+            seconds, mb, found = measured(lambda: cu.duplicate_groups(ws, fs, threshold, approximate=approximate))
+            out[mode] = {"estimate_s": e.seconds, "s": seconds, "mb": mb, "groups": found}
+        exact_groups = {tuple(g.entity_ids) for g in out["exact"]["groups"].groups}
+        approx = out["approx"]["groups"]
+        out["recall"] = approx.redundant / max(out["exact"]["groups"].redundant, 1)
+        out["same_groups"] = sum(tuple(g.entity_ids) in exact_groups for g in approx.groups) / max(len(exact_groups), 1)
+        ws.close()
+    return out
+
+
 # ---- the run ----------------------------------------------------------------------------------
 def slope(prev: tuple[int, float] | None, n: int, seconds: float) -> str:
     if prev is None or prev[1] <= 0 or seconds <= 0:
@@ -175,6 +216,8 @@ def main() -> None:
     p.add_argument("--approx-max", type=int, default=100_000, help="largest n of the HNSW steps")
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--queries", type=int, default=50)
+    p.add_argument("--duplicates-n", type=int, default=0, help="also near-duplicates, exact vs approximate, at this n")
+    p.add_argument("--skip-search", action="store_true", help="only the near-duplicates step")
     a = p.parse_args()
     int8.warm()
     sizes = [n for n in (10_000, 100_000, 1_000_000) if n <= a.max] or [a.max]
@@ -187,7 +230,18 @@ def main() -> None:
         shown = f"{seconds * 1000:8.1f}ms" if seconds < 1 else f"{seconds:8.2f} s"
         print(f"{n:>9} {name:<34} {shown:>10} {s:>6} {'' if mb is None else f'{mb:9.0f}'}  {note}", flush=True)
 
-    for n in sizes:
+    if a.duplicates_n:
+        n = a.duplicates_n
+        dup = step_duplicates(n, a.dim)
+        row(n, "catalog + Chroma load (create_many)", dup["load_s"], None)
+        for mode in ("exact", "approx"):
+            r = dup[mode]
+            row(n, f"near-duplicates, {mode}", r["s"], r["mb"],
+                f"estimated {r['estimate_s']:.0f} s before; {len(r['groups'].groups)} groups, "
+                f"{r['groups'].redundant} redundant")
+        print(f"approximate near-duplicates at {n}: recall {dup['recall']:.3f} of the redundant entities, "
+              f"{dup['same_groups']:.3f} of the exact groups found whole", flush=True)
+    for n in [] if a.skip_search else sizes:
         values = clustered(n, a.dim)
         qs = queries_near(values, a.queries, seed=1)
         e = step_exact(values, qs)
@@ -217,7 +271,7 @@ def main() -> None:
         del values
 
 
-STEPS = {"exact": step_exact, "approx": step_approx}
+STEPS = {"exact": step_exact, "approx": step_approx, "duplicates": step_duplicates}
 
 if __name__ == "__main__":
     main()

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ..workspace import Workspace
 
 LIMIT_S = 600.0  # what "finishes here" means: ten minutes
+ESTIMATE_ABOVE = 20_000  # vectors: below this every analysis takes seconds, and nothing need be said
 CALIBRATION_ROWS = 4096
 TYPICAL_ITERATIONS = 30
 TASKS = ("outliers", "nearest", "duplicates", "kmeans", "hdbscan")
@@ -94,7 +95,7 @@ def _timed(key: tuple, run) -> float:
 
 def _sample(values: np.ndarray, rows: int) -> np.ndarray:
     if len(values) <= rows:
-        return np.ascontiguousarray(values, dtype=np.float32)
+        return np.array(values, dtype=np.float32)  # a writable copy: torch warns on read-only arrays
     pick = np.random.default_rng(0).choice(len(values), rows, replace=False)
     return np.ascontiguousarray(values[np.sort(pick)], dtype=np.float32)
 
@@ -195,4 +196,4 @@ def _hdbscan_seconds(values: np.ndarray, min_size: int) -> tuple[float, str]:
     return t2 * (len(values) / len(large)) ** power, f"samples of {len(small)} / {len(large)} rows, n^{power:.2f}"
 
 
-__all__ = ["CALIBRATION_ROWS", "Estimate", "LIMIT_S", "TASKS", "duration", "estimate", "pairwise_seconds"]
+__all__ = ["CALIBRATION_ROWS", "ESTIMATE_ABOVE", "Estimate", "LIMIT_S", "TASKS", "duration", "estimate", "pairwise_seconds"]

@@ -26,9 +26,6 @@ def dataset_scope(ws, name: str | None) -> str | None:
     return ws.datasets.get(dataset_name=name).id if name else None
 
 
-ESTIMATE_ABOVE = 20_000  # vectors: below this every analysis takes seconds, and nothing is said
-
-
 def add_estimate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimate", action="store_true",
                    help="say how long it would take here (calibrated on this machine) and stop")
@@ -37,7 +34,7 @@ def add_estimate(p: argparse.ArgumentParser) -> None:
 def say_how_long(ws, args, task: str, **options) -> bool:
     """Before a long analysis: its estimated time on stderr (on stdout, and stop, with
     --estimate). True when the caller should stop."""
-    from ..analysis.estimate import estimate
+    from ..analysis.estimate import ESTIMATE_ABOVE, estimate
 
     fs = ws.feature_sets.resolve(args.feature_set)
     if not args.estimate and len(ws.matrix(fs)) < ESTIMATE_ABOVE:
