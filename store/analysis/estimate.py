@@ -8,9 +8,10 @@ this machine (a small piece of the same computation, timed once per process).
 
 Cost models (d: the vectors' size):
 
-- ``outliers`` / ``nearest`` / ``duplicates`` (exact): the blocked all-pairs scan of
-  ``knn.top_lists`` (and ``range_pairs``), n^2 d / 2 products: the calibration times
-  ``top_lists`` on ``CALIBRATION_ROWS`` rows, scaled by (n / rows)^2;
+- ``outliers`` / ``nearest`` / ``duplicates`` (exact): one blocked all-pairs scan
+  (``knn.top_lists`` or ``range_pairs``), n^2 d / 2 products: the calibration times
+  ``top_lists`` on ``CALIBRATION_ROWS`` rows, scaled by (n / rows)^2 (the heavier of the two
+  scans, so near-duplicates come in under it: 881 s against 1,860 estimated at 100k);
 - ``duplicates`` with ``approximate``: one ANN query per entity (calibrated on this set's own
   index with a few hundred of its vectors), plus the exact re-measure of the candidates;
 - ``kmeans``: k-means++ seeding (2 + ln k candidates per centre) and up to ``max_iter``
@@ -135,9 +136,9 @@ def estimate(
     if task == "duplicates" and approximate:
         seconds, basis = _ann_seconds(ws, fs, values)
     elif task in ("outliers", "nearest", "duplicates"):
+        # One n^2 pass: the groups' range scan, or the nearest distances (after which the
+        # groups scan only the rows with a neighbour in reach).
         seconds, basis = pairwise_seconds(values, device)
-        if task == "duplicates":  # the nearest-neighbour pass, then the range scan over what is near
-            seconds, basis = 2 * seconds, basis + ", twice (nearest distances, then the groups)"
     elif task == "kmeans":
         per_pass, basis = _assignment_seconds(values, k, device)
         seeding = per_pass * (2 + math.log(max(k, 1)))
