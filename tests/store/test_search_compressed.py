@@ -96,6 +96,13 @@ def test_bounds_follow_the_rows_asked_and_either_order():
     lo, hi = int8.key_bounds(copy, q, rows)
     all_lo, all_hi = int8.key_bounds(copy, q)
     assert np.array_equal(lo, all_lo[rows]) and np.array_equal(hi, all_hi[rows])
+    most = np.sort(np.random.default_rng(4).choice(500, 450, replace=False))  # the scan-and-gather path
+    lo, hi = int8.key_bounds(copy, q, most)
+    assert np.array_equal(lo, all_lo[most]) and np.array_equal(hi, all_hi[most])
+    m = _matrix(x)
+    want_rows, want_d = _brute(x, q, most, 20, False)
+    hits = exact.search(m, q, most, None, False, 20, compressed=True)
+    assert np.array_equal(hits.rows, want_rows) and np.array_equal(hits.distances, want_d)
     d_lo, d_hi = int8.key_bounds(copy, q, descending=True)
     assert np.allclose(d_lo, -all_hi) and np.allclose(d_hi, -all_lo)
 
