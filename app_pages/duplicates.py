@@ -39,6 +39,28 @@ def ranked_outliers(_ws: Workspace, set_id: str, token: str, dataset_id: str | N
     return analysis.outliers(_ws, set_id, k, top=top, dataset_id=dataset_id)
 
 
+@st.cache_data(max_entries=16, show_spinner="Timing a small piece of it on this machine…")
+def how_long(_ws: Workspace, set_id: str, token: str, dataset_id: str | None, task: str) -> analysis.Estimate:
+    return analysis.estimate(_ws, set_id, task, include_hidden=False, dataset_id=dataset_id)
+
+
+def started(ws: Workspace, fs: FeatureSet, scope: Scope, token: str, count: int, task: str) -> bool:
+    """Small sets start at once; a large one says how long first, and one that will not finish
+    within ten minutes waits for the user's go."""
+    if count < analysis.ESTIMATE_ABOVE:
+        return True
+    est = how_long(ws, fs.id, token, scope.dataset_id, task)
+    st.caption(est.message)
+    if est.fits():
+        return True
+    key = f"dup:go:{task}:{fs.id}:{token}"
+    if st.session_state.get(key) or st.button(f"Start anyway (about {analysis.duration(est.seconds)})",
+                                              key=f"{key}:button"):
+        st.session_state[key] = True
+        return True
+    return False
+
+
 def nice_ceiling(x: float) -> float:
     """Round up to two significant digits (a slider end a person can read)."""
     if x <= 0 or not math.isfinite(x):
@@ -145,6 +167,9 @@ def draw_group(ws: Workspace, fs: FeatureSet, dups: analysis.Duplicates, n: int,
 
 def duplicates_view(ws: Workspace, fs: FeatureSet, scope: Scope) -> None:
     token = analysis.state_token(ws, fs, dataset_id=scope.dataset_id)
+    count = fs.count() if scope.dataset_id is None else scope.counts[scope.dataset_id]
+    if not started(ws, fs, scope, token, count, "duplicates"):
+        return
     nn = neighbour_distances(ws, fs.id, token, scope.dataset_id)
     if len(nn.distances) < 2:
         st.info("Near-duplicates need at least two visible vectors in the set.")
@@ -179,6 +204,8 @@ def outliers_view(ws: Workspace, fs: FeatureSet, scope: Scope) -> None:
     k = int(left.number_input("k: rank by the distance to the k-th nearest neighbour", 1, max(1, min(50, count - 1)),
                               min(5, count - 1), key="out:k"))
     top = int(right.slider("How many", 1, max(2, min(120, count)), min(24, count), key="out:top"))
+    if not started(ws, fs, scope, token, count, "outliers"):
+        return
     found = ranked_outliers(ws, fs.id, token, scope.dataset_id, k, top)
     st.caption(f"The {len(found)} vectors farthest from their {ordinal(k)} nearest neighbour; d = that distance. "
                "Hidden items are left out.")

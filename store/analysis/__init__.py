@@ -1,6 +1,7 @@
 """The analysis wing: maps (``projection``, with ``layout`` for the GPU layout),
 near-duplicates and outliers (``duplicates``), named clusters (``clusters``) and two sets'
-neighbour lists (``compare``), on the shared exact kNN scans (``knn``), point tables
+neighbour lists (``compare``), how long each takes here (``estimate``), on the shared exact
+kNN scans (``knn``), point tables
 (``tables``) and dataset scopes (``scope``: which rows of a set an analysis looks at).
 
     from store.analysis import project, map_frame, duplicate_groups, cluster_feature_set
@@ -34,6 +35,7 @@ _EXPORTS = {
         "parse_vocabulary", "save_assignment",
     ),
     "compare": ("Comparison", "compare_sets", "label_agreement", "shared_counts"),
+    "estimate": ("ESTIMATE_ABOVE", "Estimate", "LIMIT_S", "duration", "estimate"),
     "scope": ("check_dataset", "scope_entities", "scope_rows", "vector_counts"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -58,6 +58,7 @@ CHUNK_ELEMENTS = 1 << 22  # candidate masks are extracted in pieces of at most t
 MERGE_EDGES = 1 << 21  # merge components once this many edges wait (bounds memory when dense)
 REMEASURE_PAIRS = 1 << 16  # pairs measured in float64 per NumPy call
 KEEP_RULES = ("first", "largest", "manual")
+APPROX_NEIGHBOURS = 10  # candidates per entity from the ANN index in approximate mode
 KEEP_LABELS = {"first": "first uploaded", "largest": "largest image", "manual": "by hand"}
 
 
@@ -450,19 +451,26 @@ class Duplicates:
 
 def duplicate_groups(
     ws: "Workspace", feature_set: FeatureSet | str, threshold: float, *, include_hidden: bool = False,
-    dataset_id: str | None = None,
+    dataset_id: str | None = None, approximate: bool = False, neighbours: int = APPROX_NEIGHBOURS,
 ) -> Duplicates:
     """The near-duplicate groups of a feature set (a ``FeatureSet``, its name or id): entities
     linked by distance <= ``threshold`` (connected, single linkage), groups of two or more,
     largest first, then the tightest (smallest distance between two members), then by first
     entity id. Members are ascending by entity id. Entities of hidden items are left out
     unless ``include_hidden``. ``dataset_id``: compare only that dataset's entities (None:
-    every dataset, so copies in two datasets pair up). Exact: equal to brute force in float64."""
+    every dataset, so copies in two datasets pair up). Exact: equal to brute force in float64.
+
+    ``approximate``: the candidate pairs are each entity's ``neighbours`` nearest in the ANN
+    index (Chroma's HNSW), their distances then measured exactly; a pair the index misses is
+    missed, so groups can come out smaller or split (never joined wrongly), and each member's
+    distance is to its nearest member found. Time grows as n log n instead of n^2."""
     t = _check_threshold(threshold)
     scope = _scope(ws, feature_set, include_hidden, dataset_id)
     n = len(scope.entity_ids)
     found: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, their nearest-neighbour distances)
-    if n >= 2:
+    if approximate and n >= 2:
+        found = _approximate_groups(ws, scope, t, neighbours)
+    elif n >= 2:
         cached = _cached_knn(scope, 1, compute=False)
         if cached is not None:  # only rows whose nearest neighbour is within t can have a link
             nn = cached[0][:, 0]
@@ -484,6 +492,40 @@ def duplicate_groups(
     for g in groups:
         g.item_ids, at = items[at : at + g.size], at + g.size
     return Duplicates(scope.fs.id, scope.fs.name, scope.fs.entity_type, scope.version, t, n, groups, dataset_id)
+
+
+def _approximate_groups(ws: "Workspace", scope: _Scope, t: float, neighbours: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Groups from the index's candidate pairs, measured exactly (see ``duplicate_groups``)."""
+    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
+        raise InvalidInput(f"neighbours must be a whole number >= 1, got {neighbours!r}")
+    if ws.index is None:
+        raise InvalidInput("approximate near-duplicates need the ANN index, which another process holds; "
+                           "run them there, or without approximate")
+    ws.sync_index(scope.fs.id)
+    n = len(scope.entity_ids)
+    row_of = {e: i for i, e in enumerate(scope.entity_ids.tolist())}
+    a_list, b_list = [], []
+    step = 4096
+    for start in range(0, n, step):
+        ids, dists = ws.index.query_many(scope.fs.id, scope.values[start : start + step], neighbours + 1)
+        for i, (row_ids, row_d) in enumerate(zip(ids, dists), start):
+            # Chroma's float32 distances only pick candidates: generously, they are re-measured.
+            for eid in (e for e, d in zip(row_ids, row_d) if d <= t * (1 + 1e-3) + 1e-6):
+                j = row_of.get(eid)
+                if j is not None and j != i:
+                    a_list.append(min(i, j))
+                    b_list.append(max(i, j))
+    if not a_list:
+        return []
+    pairs = np.unique(np.stack([np.asarray(a_list, dtype=np.int64), np.asarray(b_list, dtype=np.int64)]), axis=1)
+    dist = pair_distances(scope.values, pairs[0], pairs[1])
+    keep = dist <= t
+    a, b, dist = pairs[0][keep], pairs[1][keep], dist[keep]
+    rep, _ = _merge(np.arange(n, dtype=np.int64), [a], [b])
+    nearest = np.full(n, np.inf)
+    np.minimum.at(nearest, a, dist)
+    np.minimum.at(nearest, b, dist)
+    return [(g, nearest[g]) for g in _components(rep)]
 
 
 @dataclass

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .curate import add_dataset_scope, dataset_scope
+from .curate import add_dataset_scope, add_estimate, dataset_scope, say_how_long
 from .registry import command
 from ..errors import InvalidInput
 
@@ -25,6 +25,7 @@ def _cluster_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key", help="save under metadata.clusters.KEY (default: the set's name made safe)")
     p.add_argument("--no-save", action="store_true", help="print the clusters without writing metadata")
     add_dataset_scope(p, "cluster")
+    add_estimate(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -58,6 +59,8 @@ def clusters(ws, args) -> None:
     and save it as metadata.clusters.KEY = {id, name} on each item, for filters."""
     from ..analysis.clusters import PROMPT_TEMPLATE, cluster_feature_set
 
+    if say_how_long(ws, args, args.method, k=args.k, min_size=args.min_size):
+        return
     result = cluster_feature_set(
         ws, args.feature_set, method=args.method, k=args.k, min_size=args.min_size, seed=args.seed,
         key=args.key, vocabulary=_read_vocabulary(args.vocabulary) if args.vocabulary else None,

@@ -26,6 +26,29 @@ def dataset_scope(ws, name: str | None) -> str | None:
     return ws.datasets.get(dataset_name=name).id if name else None
 
 
+def add_estimate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--estimate", action="store_true",
+                   help="say how long it would take here (calibrated on this machine) and stop")
+
+
+def say_how_long(ws, args, task: str, **options) -> bool:
+    """Before a long analysis: its estimated time on stderr (on stdout, and stop, with
+    --estimate). True when the caller should stop."""
+    from ..analysis.estimate import ESTIMATE_ABOVE, estimate
+
+    fs = ws.feature_sets.resolve(args.feature_set)
+    if not args.estimate and len(ws.matrix(fs)) < ESTIMATE_ABOVE:
+        return False
+    est = estimate(ws, fs, task, include_hidden=getattr(args, "include_hidden", True),
+                   dataset_id=dataset_scope(ws, args.dataset), **options)
+    if args.estimate:
+        print(json.dumps(est.to_json()) if getattr(args, "json", False) else est.message)
+        return True
+    print(est.message + ("" if est.fits() else "; --estimate says this without starting"), file=sys.stderr,
+          flush=True)
+    return False
+
+
 def _names(ws, item_ids: list[str]) -> dict[str, str]:
     return {i: item.filename for i, item in ws.items_by_ids([i for i in item_ids if i]).items()}
 
@@ -38,6 +61,10 @@ def _duplicate_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest distance (true Euclidean) at which two vectors count as duplicates")
     p.add_argument("--include-hidden", action="store_true", help="compare hidden items too")
     add_dataset_scope(p, "compare")
+    p.add_argument("--approximate", action="store_true",
+                   help="candidate pairs from the ANN index, then exact distances: n log n, may miss pairs")
+    p.add_argument("--neighbours", type=int, default=10, help="candidates per vector with --approximate (default 10)")
+    add_estimate(p)
     p.add_argument("--hide", action="store_true", help="keep one per group and hide the rest (undoable)")
     p.add_argument("--keep", choices=[r for r in KEEP_RULES if r != "manual"], default="first",
                    help="which one to keep with --hide: first uploaded (default) or largest image")
@@ -72,8 +99,11 @@ def duplicates(ws, args) -> None:
         return
     if not args.feature_set or args.threshold is None:
         raise InvalidInput("give --feature-set and --threshold (or --undo ACTION_ID, or --actions)")
+    if say_how_long(ws, args, "duplicates", approximate=args.approximate):
+        return
     found = duplicate_groups(ws, args.feature_set, args.threshold, include_hidden=args.include_hidden,
-                             dataset_id=dataset_scope(ws, args.dataset))
+                             dataset_id=dataset_scope(ws, args.dataset), approximate=args.approximate,
+                             neighbours=args.neighbours)
     names = _names(ws, [i for g in found.groups for i in g.item_ids])
     hidden = hide_duplicates(ws, found, args.keep) if args.hide and found.groups else None
     if args.json:
@@ -105,6 +135,7 @@ def _outlier_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=20, help="how many to print (default 20)")
     p.add_argument("--include-hidden", action="store_true", help="rank hidden items too")
     add_dataset_scope(p, "rank")
+    add_estimate(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -114,6 +145,8 @@ def outliers(ws, args) -> None:
     neighbour, farthest first."""
     from ..analysis.duplicates import outliers as rank
 
+    if say_how_long(ws, args, "outliers"):
+        return
     found = rank(ws, args.feature_set, args.k, top=args.top, include_hidden=args.include_hidden,
                  dataset_id=dataset_scope(ws, args.dataset))
     names = _names(ws, [o.item_id for o in found])

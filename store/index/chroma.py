@@ -150,6 +150,18 @@ class VectorIndex:
         ids = res["ids"][0]
         return ids, metric.from_chroma(res["distances"][0])
 
+    def query_many(self, set_id: str, vectors: np.ndarray, n_results: int) -> tuple[list[list[str]], list[np.ndarray]]:
+        """``query`` for many vectors in one call per batch (Chroma answers them together)."""
+        col = self.collection(set_id)
+        ids: list[list[str]] = []
+        dists: list[np.ndarray] = []
+        for start in range(0, len(vectors), self.max_batch):
+            res = col.query(query_embeddings=np.asarray(vectors[start : start + self.max_batch], dtype=np.float32),
+                            n_results=n_results, include=["distances"])
+            ids.extend(res["ids"])
+            dists.extend(metric.from_chroma(d) for d in res["distances"])
+        return ids, dists
+
 
 def chroma_url_from_env() -> str | None:
     return os.environ.get("FEATURELAB_CHROMA_URL") or None
