@@ -25,7 +25,7 @@ from .files import check_upload_size, inspect, normalize_dir, safe_name
 from .ids import new_id
 from .index import guard as index_guard
 from .index.chroma import VectorIndex, chroma_url_from_env
-from .index.sync import IndexSync
+from .index.sync import IndexState, IndexSync
 from .locks import OwnerLock
 from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
 from .io.transfer import export_dataset, import_dataset, remove_abandoned_imports
@@ -35,6 +35,7 @@ from .repos import (
 )
 from .search import exact, language as q
 from .search.engine import SearchEngine
+from .vectors import VectorFiles
 
 ProgressFn = Callable[[int, int], None]
 
@@ -100,14 +101,16 @@ class Workspace:
             if self._owner_lock.try_acquire():  # probed first in a child when its files changed (never a segfault here)
                 known_files = index_guard.known_files(self.catalog)
                 self.index, self.index_damage = index_guard.open_embedded(self.path / "chroma", self.catalog, namespace)
+        self.vectors = VectorFiles(self.path / "cache" / "vectors", self.catalog.path)
         self.index_sync = IndexSync(self, known_files)
         self.engine = SearchEngine(self)
         self.datasets = DatasetsRepo(self)
         self.feature_sets = FeatureSetsRepo(self)
         remove_abandoned_imports(self)
-        self.sync_index()
+        self.index_sync.drop_orphans()
         self.rebuilt_at_open = self.index_sync.rebuild_damaged()
         self.note_index_files()
+        self.index_sync.start()  # catches up, in the background, whatever earlier runs left behind
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, *, chroma_url: str | None = None) -> "Workspace":
@@ -116,7 +119,10 @@ class Workspace:
         return cls(Path(path) if path else default_home(), chroma_url or chroma_url_from_env())
 
     def close(self) -> None:
-        """Close the index (recording its files as good), the catalog, and give up the index's lock."""
+        """Stop the index worker (after its current step), close the index (recording its
+        files as good), the catalog, and give up the index's lock."""
+        self.index_sync.stop()
+        self.vectors.close()
         if self.index is not None:
             self.index.close()
             self.note_index_files()
@@ -177,8 +183,10 @@ class Workspace:
             "items": c.scalar("SELECT COUNT(*) FROM items"),
             "annotations": c.scalar("SELECT COUNT(*) FROM annotations"),
             "feature_sets": [
-                {**fs.to_json(), "vectors": fs.count()} for fs in self.feature_sets.list()
+                {**fs.to_json(), "vectors": fs.count(), "index": self.index_state(fs.id).describe()}
+                for fs in self.feature_sets.list()
             ],
+            **({"index_error": self.index_sync.error} if self.index_sync.error else {}),
         }
 
     # ---- items ---------------------------------------------------------------------
@@ -447,10 +455,10 @@ class Workspace:
         with self.catalog.transaction() as c:
             if c.execute("SELECT 1 FROM feature_sets WHERE id=?", (fs.id,)).fetchone() is None:
                 raise NotFound(f"feature set {fs.name!r} was deleted")
-            eids = [(fs.id, eid) for eid, _ in resolved]
-            c.executemany("DELETE FROM features WHERE feature_set_id=? AND entity_id=?", eids)
+            # OR REPLACE: an entity's old vector goes and the new one is a new row (a new rid, so the
+            # index and the vector files see it as written after their marks).
             c.executemany(
-                "INSERT INTO features (id, feature_set_id, entity_id, dataset_id, value, created_at)"
+                "INSERT OR REPLACE INTO features (id, feature_set_id, entity_id, dataset_id, value, created_at)"
                 " VALUES (?,?,?,?,?,?)",
                 rows,
             )
@@ -493,13 +501,22 @@ class Workspace:
         return len(ids)
 
     def after_feature_write(self, set_ids: Iterable[str]) -> None:
-        for set_id in set_ids:
-            self.sync_index(set_id)
+        """After a committed write: the index and the vector files catch up in the background."""
+        self.index_sync.written(set(set_ids))
 
     # ---- the vector index: upkeep in store.index.sync ------------------------------------
-    def sync_index(self, set_id: str | None = None, batch: int = 20_000) -> None:
-        """Bring Chroma up to date with the catalog (see ``IndexSync.sync``)."""
-        self.index_sync.sync(set_id, batch)
+    def sync_index(self, set_id: str | None = None) -> None:
+        """Bring Chroma up to date with the catalog now, in this thread (see ``IndexSync.sync``)."""
+        self.index_sync.sync(set_id)
+
+    def wait_for_index(self, timeout: float | None = None) -> bool:
+        """Block until the background worker has brought every set's index up to date (True),
+        or ``timeout`` seconds passed (False). A process that does not own the index returns at once."""
+        return self.index_sync.wait(timeout)
+
+    def index_state(self, set_id: str) -> IndexState:
+        """How far a set's index is behind the catalog (``describe()`` says it in words)."""
+        return self.index_sync.state(set_id)
 
     def check_index(self, set_id: str) -> dict:
         """Compare the index with the catalog for one set."""

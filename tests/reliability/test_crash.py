@@ -180,6 +180,7 @@ def test_embedding_job_survives_kills(tmp_path, kills):
         assert set(lines) <= set(m.entity_ids.tolist())  # every write that returned is there
         got = set_content(ws, f"s{i}")
         assert all(want[name] == value for name, value in got.items())  # and nothing torn or wrong
+        assert ws.wait_for_index(60)  # the index catches up in the background
         in_index = ws.index.get_vectors(fs.id, m.entity_ids.tolist())
         assert all(in_index[e].tobytes() == v.tobytes() for e, v in zip(m.entity_ids.tolist(), m.values))
 
