@@ -85,11 +85,13 @@ class IndexSync:
         self._last_write = 0.0
         self._thread: threading.Thread | None = None
         self.error: str | None = None  # the worker's last failure, shown by `info`
+        self.inline_backlog = INLINE_BACKLOG
 
     # ---- the worker ---------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker thread (once); it catches up everything left from earlier runs."""
         if self._thread is None:
+            self._halt.clear()
             self._thread = threading.Thread(target=self._work, name=f"index-sync {self.ws.path}", daemon=True)
             _running.add(self)
             self._thread.start()
@@ -101,6 +103,7 @@ class IndexSync:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+            self._thread = None
         _running.discard(self)
 
     def written(self, set_ids) -> None:
@@ -159,19 +162,19 @@ class IndexSync:
         return False
 
     # ---- steps ------------------------------------------------------------------------------
-    def step(self, sid: str, batch: int = STEP) -> bool:
+    def step(self, sid: str, batch: int | None = None) -> bool:
         """Apply the set's tombstones, or else index its next ``batch`` features; False when
         it was caught up. Idempotent, so safe to redo after a crash."""
         index = self.ws.index
         if index is None:
             return False
         with self._step_lock, exclusive(self.ws.path / "index-sync.lock"):
-            wrote = self._apply_tombstones(sid) or self._upsert_next(sid, batch)
+            wrote = self._apply_tombstones(sid) or self._upsert_next(sid, batch or STEP)
             if wrote:
                 self.note_files()
             return wrote
 
-    def sync(self, set_id: str | None = None, batch: int = STEP) -> None:
+    def sync(self, set_id: str | None = None, batch: int | None = None) -> None:
         """Bring Chroma up to date with the catalog now, in this thread: tombstones first,
         then every feature written after the set's high-water mark."""
         if self.ws.index is None:  # another process owns the index and catches up from the catalog
@@ -213,7 +216,7 @@ class IndexSync:
         state = self.state(set_id)
         if state.caught_up:
             return True
-        if state.pending + state.tombstones > INLINE_BACKLOG:
+        if state.pending + state.tombstones > self.inline_backlog:
             self._wake.set()
             return False
         self.sync(set_id)
