@@ -22,7 +22,7 @@ from .blobs import BlobStore
 from .catalog import Catalog, free_item_name, hide_items
 from .errors import InvalidInput, NotFound, WorkspaceBusy
 from .files import check_upload_size, inspect, normalize_dir, safe_name
-from .ids import new_id
+from .ids import new_id, new_ids
 from .index import guard as index_guard
 from .index.chroma import VectorIndex, chroma_url_from_env
 from .index.sync import IndexState, IndexSync
@@ -450,24 +450,27 @@ class Workspace:
         if len({e for e, _ in resolved}) != len(resolved):
             raise InvalidInput("an entity appears twice in one bulk create; give each entity one vector")
         now = time.time()
-        ids = [new_id() for _ in resolved]
-        rows = [(fid, fs.id, eid, did, arr[i].tobytes(), now) for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))]
+        ids = new_ids(len(resolved))
+        flat, width = memoryview(arr).cast("B"), arr.shape[1] * 4  # slices bind as the vectors' bytes, uncopied
+        rows = [(fid, fs.id, eid, did, flat[i * width : (i + 1) * width], now)
+                for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))]
         with self.catalog.transaction() as c:
             if c.execute("SELECT 1 FROM feature_sets WHERE id=?", (fs.id,)).fetchone() is None:
                 raise NotFound(f"feature set {fs.name!r} was deleted")
-            # OR REPLACE: an entity's old vector goes and the new one is a new row (a new rid, so the
-            # index and the vector files see it as written after their marks).
+            if c.execute("SELECT 1 FROM features WHERE feature_set_id=? LIMIT 1", (fs.id,)).fetchone():
+                # An entity's old vector goes; the new one is a new row (a new rid, so the index
+                # and the vector files see it as written after their marks).
+                c.executemany("DELETE FROM features WHERE feature_set_id=? AND entity_id=?",
+                              [(fs.id, eid) for eid, _ in resolved])
             c.executemany(
-                "INSERT OR REPLACE INTO features (id, feature_set_id, entity_id, dataset_id, value, created_at)"
+                "INSERT INTO features (id, feature_set_id, entity_id, dataset_id, value, created_at)"
                 " VALUES (?,?,?,?,?,?)",
                 rows,
             )
             c.execute("UPDATE feature_sets SET version = version + 1 WHERE id=?", (fs.id,))
         self.after_feature_write({fs.id})
-        return [
-            Feature(fid, fs.id, eid, did, arr[i].copy(), now, self)
-            for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))
-        ]
+        kept = arr.copy()  # one copy for all the records (each holds a row of it), not one per record
+        return [Feature(fid, fs.id, eid, did, kept[i], now, self) for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))]
 
     def _delete_features_of_entities(self, c, entity_ids: Sequence[str]) -> set[str]:
         """Inside a transaction: delete features, leave tombstones for the index; return touched sets."""
