@@ -250,7 +250,7 @@ def test_import_survives_kills(tmp_path, kills):
 BUILD = """
 import sys
 import store.index.sync
-store.index.sync.STEP = 100  # small steps: many moments to land a kill between and inside them
+store.index.sync.STEP = 50  # small steps: many moments to land a kill between and inside them
 from store import Workspace
 ws = Workspace.open(sys.argv[1])
 print("ready", flush=True)
@@ -294,7 +294,7 @@ def test_background_index_build_survives_kills(tmp_path):
     assert start[0] == 0 and start[1] == n
     rng, landed, marks = random.Random(5), 0, [0]
     while marks[-1] < n and len(marks) < 40:
-        _, code = run_child(BUILD, str(path), kill_after=rng.uniform(0, duration))
+        _, code = run_child(BUILD, str(path), kill_after=rng.uniform(0, duration / 4))  # early: several per build
         landed += code == -9
         mark, count, digest = _catalog_state(path)
         assert (count, digest) == start[1:], "a vector was lost or changed"
