@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 STEP = 5_000  # vectors per Chroma upsert step: about 1.5 s here, the longest a search or close waits
 INLINE_BACKLOG = 5_000  # an approximate search catches up itself when this few are missing
 QUIET_S = 0.5  # the worker starts a step only after writes paused this long
+POLL_S = 10.0  # and looks for work written by other processes this often
 
 _running: "weakref.WeakSet[IndexSync]" = weakref.WeakSet()
 
@@ -124,7 +125,7 @@ class IndexSync:
 
     def _work(self) -> None:
         while not self._halt.is_set():
-            self._wake.wait()
+            self._wake.wait(POLL_S)
             self._wake.clear()
             try:
                 while not self._halt.is_set() and self._one_step():
