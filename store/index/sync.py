@@ -31,8 +31,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STEP = 5_000  # vectors per Chroma upsert step: about 1.5 s here, the longest a search or close waits
-INLINE_BACKLOG = 5_000  # an approximate search catches up itself when this few are missing
+# chromadb's embedded client holds the GIL while it inserts (measured: a 3,000-vector upsert
+# stopped every other thread of the process for its whole 1 to 46 s). So the worker inserts
+# in small steps and rests as long as each step took: every other thread of the process
+# (a write, a search, the app's sessions) waits at most one small step, and gets at least
+# half the time while the index builds.
+STEP = 500  # vectors per Chroma upsert step: about 0.2 s here when the machine is quiet
+REST = 1.0  # the worker rests this many times the length of each Chroma step
+INLINE_BACKLOG = 2_000  # an approximate search catches up itself when this few are missing (about a second)
 QUIET_S = 0.5  # the worker starts a step only after writes paused this long
 POLL_S = 10.0  # and looks for work written by other processes this often
 
@@ -158,7 +164,9 @@ class IndexSync:
         if self.ws.index is None:
             return False
         for sid in self._set_ids():
+            started = time.monotonic()
             if self.step(sid):
+                self._halt.wait(REST * (time.monotonic() - started))
                 return True
         return False
 

@@ -278,7 +278,7 @@ def test_background_index_build_survives_kills(tmp_path):
 
     from store.index import guard
 
-    n = 1200
+    n = 600
     values = np.random.default_rng(9).standard_normal((n, 16)).astype(np.float32)
     path = tmp_path / "ws"
     with Workspace.open(path) as ws:
