@@ -121,3 +121,33 @@ def _png(i):
     from tests.conftest import png_bytes
 
     return png_bytes(16, 12, (i * 7 % 256, 10, 10))
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet list", "parquet large list"])
+def test_bulk_import_files_arrive_bit_for_bit(ws_embedded, tmp_path, kind):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from store.io import import_vectors
+
+    ws = ws_embedded
+    items = [r.item for r in ws.datasets.create("d").items.upload([(f"{i}.txt", str(i).encode()) for i in range(40)])]
+    values = np.random.default_rng(2).standard_normal((40, 16)).astype(np.float32)
+    ids = [i.id for i in items]
+    if kind == "npy":
+        path = tmp_path / "v.npy"
+        np.save(path, values)
+        (tmp_path / "keys.txt").write_text("\n".join(ids))
+        report = import_vectors(ws, ws.feature_sets.create(name="s", size=16), path, key="id", keys=tmp_path / "keys.txt")
+    else:
+        flat = pa.array(values.reshape(-1))
+        column = (pa.FixedSizeListArray.from_arrays(flat, 16) if kind == "parquet list" else
+                  pa.LargeListArray.from_arrays(pa.array(np.arange(0, 641, 16), pa.int64()), flat))
+        path = tmp_path / "v.parquet"
+        pq.write_table(pa.table({"id": ids, "vector": column}), path)
+        report = import_vectors(ws, ws.feature_sets.create(name="s", size=16), path, key="id")
+    assert report.imported == 40
+    fs = ws.feature_sets.get(feature_set_name="s")
+    got = {e: v.tobytes() for e, v in zip(ws.matrix(fs).entity_ids.tolist(), ws.matrix(fs).values)}
+    assert got == {i: values[n].tobytes() for n, i in enumerate(ids)}
+    _assert_files_equal_catalog(ws, fs)
