@@ -386,6 +386,20 @@ class Workspace:
             raise InvalidInput(f"the query has size {vec.shape[0]} but feature set {fs.name!r} holds size {fs.size}")
         return vec
 
+    def existing_ids(self, table: str, ids: Sequence[str]) -> dict[str, str]:
+        """Which of ``ids`` name an item (``table`` "items") or an annotation ("annotations"),
+        with the dataset each is in. One query over all of them (the ids go in as one JSON
+        array): a million take seconds, where chunks of 900 placeholders took three times longer."""
+        if table == "items":
+            sql = "SELECT items.id, items.dataset_id FROM json_each(?) AS wanted JOIN items ON items.id = wanted.value"
+        else:
+            sql = ("SELECT annotations.id, items.dataset_id FROM json_each(?) AS wanted"
+                   " JOIN annotations ON annotations.id = wanted.value JOIN items ON items.id = annotations.item_id")
+        with self.catalog.lock:
+            cursor = self.catalog.conn.cursor()
+            cursor.row_factory = None  # plain tuples: a Row per id costs more than the lookup
+            return dict(cursor.execute(sql, (json.dumps(list(ids)),)).fetchall())
+
     def _resolve_entities(self, fs: FeatureSet, entities: Sequence[Any]) -> list[tuple[str, str]]:
         """(entity id, dataset id) for each entity, checked to exist and match the set's type."""
         ids = []
@@ -396,15 +410,8 @@ class Workspace:
             if fs.entity_type == "item" and isinstance(e, Annotation) or fs.entity_type == "annotation" and isinstance(e, Item):
                 raise InvalidInput(f"feature set {fs.name!r} holds {fs.entity_type} vectors; got a {type(e).__name__.lower()}")
             ids.append(eid)
-        if fs.entity_type == "item":
-            sql = "SELECT id, dataset_id FROM items WHERE id IN ({})"
-        else:
-            sql = "SELECT annotations.id, items.dataset_id FROM annotations JOIN items ON items.id = annotations.item_id WHERE annotations.id IN ({})"
-        found: dict[str, str] = {}
         unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), 900):
-            chunk = unique[start : start + 900]
-            found.update((r[0], r[1]) for r in self.catalog.all(sql.format(",".join("?" * len(chunk))), chunk))
+        found = self.existing_ids("items" if fs.entity_type == "item" else "annotations", unique)
         missing = [i for i in unique if i not in found]
         if missing:
             raise NotFound(

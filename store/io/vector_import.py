@@ -250,12 +250,7 @@ def _dataset_id(ws: "Workspace", dataset: Dataset | str | None) -> str | None:
 
 
 def _by_id(ws: "Workspace", fs: FeatureSet, row_keys: list[str], dataset_id: str | None) -> list[str | None]:
-    table = "items" if fs.entity_type == "item" else "annotations"
-    found: set[str] = set()
-    for start in range(0, len(row_keys), 900):
-        chunk = row_keys[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        found.update(r[0] for r in ws.catalog.all(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk))
+    found = ws.existing_ids("items" if fs.entity_type == "item" else "annotations", row_keys)
     return [k if k in found else None for k in row_keys]
 
 
