@@ -314,7 +314,9 @@ def main() -> None:
     p.add_argument("--index-max", type=int, default=100_000, help="largest n whose Chroma catch-up is timed")
     p.add_argument("--tmp", default=None, help="folder for the workspaces (default: the system's)")
     p.add_argument("--sizes", help="comma-separated n to run instead (e.g. 1000000 alone)")
+    p.add_argument("--skip", action="append", default=[], help="skip the steps whose name holds this (repeatable)")
     args = p.parse_args()
+    STEPS[:] = [s for s in STEPS if not any(word in s.name for word in args.skip)]
     sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [n for n in SIZES if n <= args.max] or [args.max]
     print(f"bench/scale.py: {sizes} x {args.dim}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
     out: dict = {}
