@@ -43,9 +43,9 @@ QUIET_S = 0.5  # the worker starts a step only after writes paused this long
 POLL_S = 10.0  # and looks for work written by other processes this often
 
 _running: "weakref.WeakSet[IndexSync]" = weakref.WeakSet()
+_exit_hook: list[bool] = []
 
 
-@atexit.register
 def _stop_all() -> None:  # a process that exits without close(): end the current step, then stop
     for syncer in list(_running):
         syncer.stop()
@@ -97,6 +97,9 @@ class IndexSync:
     # ---- the worker ---------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker thread (once); it catches up everything left from earlier runs."""
+        if not _exit_hook:  # registered after chromadb's own exit hooks, so it runs before them
+            atexit.register(_stop_all)
+            _exit_hook.append(True)
         if self._thread is None:
             self._halt.clear()
             self._thread = threading.Thread(target=self._work, name=f"index-sync {self.ws.path}", daemon=True)
@@ -122,12 +125,19 @@ class IndexSync:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every set's index is caught up (True), or ``timeout`` seconds passed."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.ws.index is not None and not all(self.state(s).caught_up for s in self._set_ids()):
+        while self.ws.index is not None and any(self.behind(s) for s in self._set_ids()):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             self._wake.set()
-            time.sleep(0.05)
+            time.sleep(0.1)
         return True
+
+    def behind(self, set_id: str) -> bool:
+        """Whether the set's index misses anything (cheap: no counting)."""
+        return bool(self.ws.catalog.scalar(
+            "SELECT EXISTS(SELECT 1 FROM features WHERE feature_set_id=?1 AND rid>feature_sets.indexed_rid)"
+            " OR EXISTS(SELECT 1 FROM index_tombstones WHERE feature_set_id=?1) FROM feature_sets WHERE id=?1",
+            (set_id,)))
 
     def _work(self) -> None:
         while not self._halt.is_set():
@@ -222,9 +232,9 @@ class IndexSync:
         or so little is missing that catching up here costs about a second."""
         if self.ws.index is None:
             return False
-        state = self.state(set_id)
-        if state.caught_up:
+        if not self.behind(set_id):
             return True
+        state = self.state(set_id)
         if state.pending + state.tombstones > self.inline_backlog:
             self._wake.set()
             return False
