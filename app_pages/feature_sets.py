@@ -83,15 +83,28 @@ def draw_create_form(ws: Workspace) -> None:
         st.rerun()
 
 
-def draw_set_table(sets: list[FeatureSet]) -> None:
-    st.dataframe(
-        pd.DataFrame([
-            {"name": fs.name, "size": fs.size, "type": fs.set_type, "entity": fs.entity_type,
-             "model": (fs.model or {}).get("name", ""), "vectors": fs.count(), "id": fs.id}
-            for fs in sets
-        ]),
-        hide_index=True, width="stretch", key="sets:table",
-    )
+def draw_set_table(ws: Workspace, sets: list[FeatureSet]) -> None:
+    """The sets with their counts and how far each one's approximate index is built; while
+    one is building, the table redraws itself every few seconds."""
+    states = {fs.id: ws.index_state(fs.id) for fs in sets}
+    building = not all(state.caught_up for state in states.values())
+
+    @st.fragment(run_every=3 if building else None)
+    def table() -> None:
+        fresh = {fs.id: ws.index_state(fs.id) for fs in sets} if building else states
+        st.dataframe(
+            pd.DataFrame([
+                {"name": fs.name, "size": fs.size, "type": fs.set_type, "entity": fs.entity_type,
+                 "model": (fs.model or {}).get("name", ""), "vectors": fs.count(),
+                 "approximate index": fresh[fs.id].describe(), "id": fs.id}
+                for fs in sets
+            ]),
+            hide_index=True, width="stretch", key="sets:table",
+        )
+        if building:
+            st.caption("Exact search answers every query meanwhile; approximate search uses the index once it is built.")
+
+    table()
 
 
 def draw_import_section(ws: Workspace, by_id: dict[str, FeatureSet]) -> None:
@@ -164,7 +177,7 @@ with user_errors():  # each section has its own scope below: an error there keep
     else:
         by_id = {fs.id: fs for fs in sets}
         with user_errors():
-            draw_set_table(sets)
+            draw_set_table(ws, sets)
         with user_errors():
             draw_import_section(ws, by_id)
         with user_errors():

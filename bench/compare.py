@@ -54,6 +54,7 @@ def main() -> None:
         fb = ws.feature_sets.create(name="model-b", size=a.dim)
         fa.features.create_many(values_a, item_ids)
         fb.features.create_many(values_b, item_ids)
+        ws.wait_for_index()  # the per-item Chroma baseline queries the index
         print(f"(workspace built in {time.perf_counter() - t:.1f} s, not timed)")
 
         def sklearn_brute() -> float:

@@ -61,7 +61,9 @@ def bench_bulk_create(n: int, dim: int, root: Path) -> dict:
     ws, item_ids = workspace_with_items(root / "ws", n)
     fs = ws.feature_sets.create(name="bench", size=dim)
     ours_s, _ = timed(lambda: fs.features.create_many(values, item_ids))
+    indexed_s, _ = timed(ws.wait_for_index)  # Chroma catches up in the background (issue 14)
     return {"n": n, "raw_chroma_per_s": n / raw_s, "featurelab_per_s": n / ours_s, "ratio": raw_s / ours_s,
+            "indexed_per_s": n / (ours_s + indexed_s), "indexed_ratio": raw_s / (ours_s + indexed_s),
             "ws": ws, "fs": fs, "values": values}
 
 
@@ -111,7 +113,8 @@ def main() -> None:
         root = Path(tmp)
         bulk = bench_bulk_create(a.n, a.dim, root / "bulk")
         print(f"bulk create {a.n} x {a.dim}: raw Chroma {bulk['raw_chroma_per_s']:.0f}/s, "
-              f"featurelab {bulk['featurelab_per_s']:.0f}/s, ratio {bulk['ratio']:.2f} (target >= 0.80)")
+              f"featurelab {bulk['featurelab_per_s']:.0f}/s committed, ratio {bulk['ratio']:.2f} (target >= 0.80); "
+              f"until indexed {bulk['indexed_per_s']:.0f}/s, ratio {bulk['indexed_ratio']:.2f}")
         s = bench_search(bulk["ws"], bulk["fs"], bulk["values"])
         print(f"all {a.n} vectors in memory: first read {s['load_first_s']:.2f} s, cached {s['load_cached_s'] * 1000:.2f} ms "
               f"(target < 1 s); Chroma reads 20k by id in {s['chroma_read_20k_s']:.2f} s")
@@ -122,6 +125,7 @@ def main() -> None:
         fs = ws.feature_sets.create(name="approx", size=a.dim)
         values = clustered(a.approx_n, a.dim, seed=5)
         fs.features.create_many(values, item_ids)
+        ws.wait_for_index()  # else approximate searches are answered exactly (and say so)
         ap = bench_approx(ws, fs, values)
         print(f"approximate top-10 at {ap['n']}: recall@10 {ap['recall_at_10']:.3f} (target >= 0.95), "
               f"{ap['approx_ms']:.1f} ms vs exact {ap['exact_ms']:.1f} ms, speedup {ap['speedup']:.1f}x (target >= 3)")

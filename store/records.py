@@ -231,6 +231,7 @@ class Pages(Generic[T]):
     page: int
     page_size: int
     _fetch: Callable[[int], "Pages[T]"] = field(repr=False, compare=False)
+    note: str = ""  # how the answer was found when not as asked (an approximate search answered exactly)
 
     @property
     def has_next(self) -> bool:

@@ -400,9 +400,8 @@ class FeatureSetsRepo:
             c.execute("DELETE FROM features WHERE feature_set_id=?", (fs.id,))
             c.execute("DELETE FROM index_tombstones WHERE feature_set_id=?", (fs.id,))
             c.execute("DELETE FROM feature_sets WHERE id=?", (fs.id,))
-        if self.ws.index is not None:  # else the owner drops it at its next full sync
-            self.ws.index.drop(fs.id)
-            self.ws.note_index_files()
+        self.ws.index_sync.drop_set(fs.id)  # when this process owns the index; else the owner drops it at open
+        self.ws.vectors.drop(fs.id)
         self.ws.engine.forget(fs.id)
         shutil.rmtree(self.ws.path / "cache" / "projections" / fs.id, ignore_errors=True)
 

@@ -22,10 +22,10 @@ from .blobs import BlobStore
 from .catalog import Catalog, free_item_name, hide_items
 from .errors import InvalidInput, NotFound, WorkspaceBusy
 from .files import check_upload_size, inspect, normalize_dir, safe_name
-from .ids import new_id
+from .ids import new_id, new_ids
 from .index import guard as index_guard
 from .index.chroma import VectorIndex, chroma_url_from_env
-from .index.sync import IndexSync
+from .index.sync import IndexState, IndexSync
 from .locks import OwnerLock
 from .records import Annotation, Dataset, Feature, FeatureSet, Item, Pages, UploadResult
 from .io.transfer import export_dataset, import_dataset, remove_abandoned_imports
@@ -35,6 +35,7 @@ from .repos import (
 )
 from .search import exact, language as q
 from .search.engine import SearchEngine
+from .vectors import VectorFiles
 
 ProgressFn = Callable[[int, int], None]
 
@@ -100,14 +101,16 @@ class Workspace:
             if self._owner_lock.try_acquire():  # probed first in a child when its files changed (never a segfault here)
                 known_files = index_guard.known_files(self.catalog)
                 self.index, self.index_damage = index_guard.open_embedded(self.path / "chroma", self.catalog, namespace)
+        self.vectors = VectorFiles(self.path / "cache" / "vectors", self.catalog.path)
         self.index_sync = IndexSync(self, known_files)
         self.engine = SearchEngine(self)
         self.datasets = DatasetsRepo(self)
         self.feature_sets = FeatureSetsRepo(self)
         remove_abandoned_imports(self)
-        self.sync_index()
+        self.index_sync.drop_orphans()
         self.rebuilt_at_open = self.index_sync.rebuild_damaged()
         self.note_index_files()
+        self.index_sync.start()  # catches up, in the background, whatever earlier runs left behind
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, *, chroma_url: str | None = None) -> "Workspace":
@@ -116,7 +119,10 @@ class Workspace:
         return cls(Path(path) if path else default_home(), chroma_url or chroma_url_from_env())
 
     def close(self) -> None:
-        """Close the index (recording its files as good), the catalog, and give up the index's lock."""
+        """Stop the index worker (after its current step), close the index (recording its
+        files as good), the catalog, and give up the index's lock."""
+        self.index_sync.stop()
+        self.vectors.close()
         if self.index is not None:
             self.index.close()
             self.note_index_files()
@@ -177,8 +183,10 @@ class Workspace:
             "items": c.scalar("SELECT COUNT(*) FROM items"),
             "annotations": c.scalar("SELECT COUNT(*) FROM annotations"),
             "feature_sets": [
-                {**fs.to_json(), "vectors": fs.count()} for fs in self.feature_sets.list()
+                {**fs.to_json(), "vectors": fs.count(), "index": self.index_state(fs.id).describe()}
+                for fs in self.feature_sets.list()
             ],
+            **({"index_error": self.index_sync.error} if self.index_sync.error else {}),
         }
 
     # ---- items ---------------------------------------------------------------------
@@ -378,6 +386,20 @@ class Workspace:
             raise InvalidInput(f"the query has size {vec.shape[0]} but feature set {fs.name!r} holds size {fs.size}")
         return vec
 
+    def existing_ids(self, table: str, ids: Sequence[str]) -> dict[str, str]:
+        """Which of ``ids`` name an item (``table`` "items") or an annotation ("annotations"),
+        with the dataset each is in. One query over all of them (the ids go in as one JSON
+        array): a million take seconds, where chunks of 900 placeholders took three times longer."""
+        if table == "items":
+            sql = "SELECT items.id, items.dataset_id FROM json_each(?) AS wanted JOIN items ON items.id = wanted.value"
+        else:
+            sql = ("SELECT annotations.id, items.dataset_id FROM json_each(?) AS wanted"
+                   " JOIN annotations ON annotations.id = wanted.value JOIN items ON items.id = annotations.item_id")
+        with self.catalog.lock:
+            cursor = self.catalog.conn.cursor()
+            cursor.row_factory = None  # plain tuples: a Row per id costs more than the lookup
+            return dict(cursor.execute(sql, (json.dumps(list(ids)),)).fetchall())
+
     def _resolve_entities(self, fs: FeatureSet, entities: Sequence[Any]) -> list[tuple[str, str]]:
         """(entity id, dataset id) for each entity, checked to exist and match the set's type."""
         ids = []
@@ -388,15 +410,8 @@ class Workspace:
             if fs.entity_type == "item" and isinstance(e, Annotation) or fs.entity_type == "annotation" and isinstance(e, Item):
                 raise InvalidInput(f"feature set {fs.name!r} holds {fs.entity_type} vectors; got a {type(e).__name__.lower()}")
             ids.append(eid)
-        if fs.entity_type == "item":
-            sql = "SELECT id, dataset_id FROM items WHERE id IN ({})"
-        else:
-            sql = "SELECT annotations.id, items.dataset_id FROM annotations JOIN items ON items.id = annotations.item_id WHERE annotations.id IN ({})"
-        found: dict[str, str] = {}
         unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), 900):
-            chunk = unique[start : start + 900]
-            found.update((r[0], r[1]) for r in self.catalog.all(sql.format(",".join("?" * len(chunk))), chunk))
+        found = self.existing_ids("items" if fs.entity_type == "item" else "annotations", unique)
         missing = [i for i in unique if i not in found]
         if missing:
             raise NotFound(
@@ -442,13 +457,18 @@ class Workspace:
         if len({e for e, _ in resolved}) != len(resolved):
             raise InvalidInput("an entity appears twice in one bulk create; give each entity one vector")
         now = time.time()
-        ids = [new_id() for _ in resolved]
-        rows = [(fid, fs.id, eid, did, arr[i].tobytes(), now) for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))]
+        ids = new_ids(len(resolved))
+        flat, width = memoryview(arr).cast("B"), arr.shape[1] * 4  # slices bind as the vectors' bytes, uncopied
+        rows = [(fid, fs.id, eid, did, flat[i * width : (i + 1) * width], now)
+                for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))]
         with self.catalog.transaction() as c:
             if c.execute("SELECT 1 FROM feature_sets WHERE id=?", (fs.id,)).fetchone() is None:
                 raise NotFound(f"feature set {fs.name!r} was deleted")
-            eids = [(fs.id, eid) for eid, _ in resolved]
-            c.executemany("DELETE FROM features WHERE feature_set_id=? AND entity_id=?", eids)
+            if c.execute("SELECT 1 FROM features WHERE feature_set_id=? LIMIT 1", (fs.id,)).fetchone():
+                # An entity's old vector goes; the new one is a new row (a new rid, so the index
+                # and the vector files see it as written after their marks).
+                c.executemany("DELETE FROM features WHERE feature_set_id=? AND entity_id=?",
+                              [(fs.id, eid) for eid, _ in resolved])
             c.executemany(
                 "INSERT INTO features (id, feature_set_id, entity_id, dataset_id, value, created_at)"
                 " VALUES (?,?,?,?,?,?)",
@@ -456,10 +476,8 @@ class Workspace:
             )
             c.execute("UPDATE feature_sets SET version = version + 1 WHERE id=?", (fs.id,))
         self.after_feature_write({fs.id})
-        return [
-            Feature(fid, fs.id, eid, did, arr[i].copy(), now, self)
-            for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))
-        ]
+        kept = arr.copy()  # one copy for all the records (each holds a row of it), not one per record
+        return [Feature(fid, fs.id, eid, did, kept[i], now, self) for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))]
 
     def _delete_features_of_entities(self, c, entity_ids: Sequence[str]) -> set[str]:
         """Inside a transaction: delete features, leave tombstones for the index; return touched sets."""
@@ -493,13 +511,22 @@ class Workspace:
         return len(ids)
 
     def after_feature_write(self, set_ids: Iterable[str]) -> None:
-        for set_id in set_ids:
-            self.sync_index(set_id)
+        """After a committed write: the index and the vector files catch up in the background."""
+        self.index_sync.written(set(set_ids))
 
     # ---- the vector index: upkeep in store.index.sync ------------------------------------
-    def sync_index(self, set_id: str | None = None, batch: int = 20_000) -> None:
-        """Bring Chroma up to date with the catalog (see ``IndexSync.sync``)."""
-        self.index_sync.sync(set_id, batch)
+    def sync_index(self, set_id: str | None = None) -> None:
+        """Bring Chroma up to date with the catalog now, in this thread (see ``IndexSync.sync``)."""
+        self.index_sync.sync(set_id)
+
+    def wait_for_index(self, timeout: float | None = None) -> bool:
+        """Block until the background worker has brought every set's index up to date (True),
+        or ``timeout`` seconds passed (False). A process that does not own the index returns at once."""
+        return self.index_sync.wait(timeout)
+
+    def index_state(self, set_id: str) -> IndexState:
+        """How far a set's index is behind the catalog (``describe()`` says it in words)."""
+        return self.index_sync.state(set_id)
 
     def check_index(self, set_id: str) -> dict:
         """Compare the index with the catalog for one set."""

@@ -148,6 +148,8 @@ def search(ws, args) -> None:
     for rec in pages.items:
         print(json.dumps({"id": rec.id, "name": getattr(rec, "filename", getattr(rec, "entity_id", None)),
                           "distance": rec.distance}))
+    if pages.note:
+        print(f"note: {pages.note}", file=sys.stderr)
     print(f"{len(pages.items)} of {pages.items_count} shown", file=sys.stderr)
 
 

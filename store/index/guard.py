@@ -170,7 +170,9 @@ def _child(chroma_dir: str, catalog_path: str, namespace: str) -> int:
     db = Path(chroma_dir) / "chroma.sqlite3"
     if db.exists():
         try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            # Read-write: after a writer was killed, SQLite must first recover Chroma's WAL (as
+            # Chroma itself does at open), which a read-only connection refuses as damage.
+            with sqlite3.connect(db) as con:
                 check = con.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.Error as exc:
             check = str(exc)

@@ -122,16 +122,16 @@ class HnswRanker:
         self.engine = engine
 
     def can_answer(self, plan: Plan) -> bool:
-        # HNSW cannot rank farthest-first nor by other fields, and a process that does not own
-        # the index uses exact search.
+        # HNSW cannot rank farthest-first nor by other fields; a process that does not own the
+        # index uses exact search, and
         clause = plan.query.vector
+        # the index while it is still being built (``IndexSync.ready``) neither.
         return (clause is not None and clause.approximate and not clause.descending and not plan.query.sort
-                and self.engine.ws.index is not None)
+                and self.engine.ws.index_sync.ready(plan.fs.id))
 
     def rank(self, plan: Plan) -> Answer:
         engine, clause, query = self.engine, plan.query.vector, plan.query
         allowed = engine.allowed_ids(query, plan.dataset_id) if plan.filtered else None
-        engine.ws.sync_index(plan.fs.id)  # catch up with writes from other processes
         entity_ids, dists = engine.ws.index.query(plan.fs.id, plan.query_vector, plan.limit, allowed)
         if clause.distance_ops:
             keep = exact.passes(dists, clause.distance_ops)
@@ -217,8 +217,22 @@ class SearchEngine:
             return self.answer(dataclasses.replace(query, page=page), dataset_id)
 
         plan = self.plan(query, dataset_id)
-        found = self.choose(plan).rank(plan)
-        return Pages(found.records, found.total, query.page, query.page_size, fetch)
+        ranker = self.choose(plan)
+        found = ranker.rank(plan)
+        return Pages(found.records, found.total, query.page, query.page_size, fetch, self.fallback_note(plan, ranker))
+
+    def fallback_note(self, plan: Plan, ranker: Ranker) -> str:
+        """What to tell the user when an approximate search was answered exactly instead."""
+        clause = plan.query.vector
+        if clause is None or not clause.approximate or ranker.name == "hnsw":
+            return ""
+        if clause.descending or plan.query.sort:
+            return "approximate search ranks nearest first only: answered by exact search"
+        if self.ws.index is None:
+            return (f"the approximate index is kept by another process ({self.ws.index_location}): "
+                    "answered by exact search")
+        return (f"the approximate index of {plan.fs.name!r} is not ready "
+                f"({self.ws.index_state(plan.fs.id).describe()}): answered by exact search")
 
     def plan(self, query: q.Query, dataset_id: str | None) -> Plan:
         """The query with its feature set and query vector looked up and checked."""
@@ -309,27 +323,21 @@ class SearchEngine:
 
     # ---- the vectors in memory ---------------------------------------------------------
     def matrix(self, fs: FeatureSet) -> exact.VectorMatrix:
-        """All vectors of a set in memory, cached until the set's version changes."""
-        catalog = self.ws.catalog
-        version = catalog.scalar("SELECT version FROM feature_sets WHERE id=?", (fs.id,))
+        """All vectors of a set, cached in memory until the set's version changes; read from
+        the set's memory-mapped files (``store.vectors``), which catch up with the catalog
+        first when it moved past them."""
+        version = self.ws.catalog.scalar("SELECT version FROM feature_sets WHERE id=?", (fs.id,))
         if version is None:
             raise NotFound(f"feature set {fs.name!r} no longer exists")
         with self._matrix_lock:
             cached = self._matrices.get(fs.id)
             if cached is not None and cached.version == version:
                 return cached
-            with catalog.lock:
-                rows = catalog.conn.execute(
-                    "SELECT entity_id, id, value FROM features WHERE feature_set_id=? ORDER BY rid", (fs.id,)
-                ).fetchall()
-                version = catalog.scalar("SELECT version FROM feature_sets WHERE id=?", (fs.id,))
-            values = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), fs.size)
-            m = exact.VectorMatrix(
-                entity_ids=np.array([r[0] for r in rows], dtype=str) if rows else np.zeros(0, dtype="<U24"),
-                feature_ids=np.array([r[1] for r in rows], dtype=str) if rows else np.zeros(0, dtype="<U24"),
-                values=np.ascontiguousarray(values),
-                version=version,
-            )
+            got = self.ws.vectors.load(fs.id, fs.size)
+            if got is None:
+                raise NotFound(f"feature set {fs.name!r} no longer exists")
+            m = exact.VectorMatrix(entity_ids=got.entity_ids, feature_ids=got.feature_ids, values=got.values,
+                                   version=got.version, sq_norms=got.sq_norms)
             self._matrices[fs.id] = m
             return m
 

@@ -22,18 +22,25 @@ class VectorMatrix:
 
     entity_ids: np.ndarray  # (n,) str array (fixed-width, so it can break ties in a sort)
     feature_ids: np.ndarray  # (n,) str array
-    values: np.ndarray  # (n, d) float32, C-contiguous
+    values: np.ndarray  # (n, d) float32, C-contiguous (may be memory-mapped, read-only)
     version: int
+    sq_norms: np.ndarray | None = None  # (n,) float32; computed when not given (store.vectors keeps them)
     norms: np.ndarray = field(init=False)
-    sq_norms: np.ndarray = field(init=False)
-    row_of: dict[str, int] = field(init=False)
-    int8_copy: int8.CompressedCache = field(init=False, repr=False)  # the int8 copy, a pure function of values
+    int8_copy: "int8.CompressedCache" = field(init=False, repr=False)  # the int8 copy, a pure function of values
+    _row_of: dict[str, int] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.sq_norms = np.einsum("ij,ij->i", self.values, self.values, dtype=np.float32)
+        if self.sq_norms is None:
+            self.sq_norms = np.einsum("ij,ij->i", self.values, self.values, dtype=np.float32)
         self.norms = np.sqrt(self.sq_norms)
-        self.row_of = {e: i for i, e in enumerate(self.entity_ids.tolist())}
         self.int8_copy = int8.CompressedCache(self.values)
+
+    @property
+    def row_of(self) -> dict[str, int]:
+        """Entity id -> row, built on first use (a million ids take a second: not at load)."""
+        if self._row_of is None:
+            self._row_of = {e: i for i, e in enumerate(self.entity_ids.tolist())}
+        return self._row_of
 
     def __len__(self) -> int:
         return len(self.entity_ids)

@@ -17,6 +17,22 @@ def test_create_a_set_without_a_model_and_see_it_listed(open_page, app_ws):
     assert (fs.size, fs.set_type, fs.entity_type, fs.model) == (5, "profiles", "item", None)
     row = at.dataframe[0].value.iloc[0]
     assert (row["name"], row["size"], row["vectors"]) == ("customer-profiles", 5, 0)
+    assert row["approximate index"] == "up to date"
+
+
+def test_the_table_shows_the_index_building(open_page, app_ws):
+    ds = app_ws.datasets.create("d")
+    items = [r.item for r in ds.items.upload([(f"{i}.txt", f"n {i}".encode()) for i in range(12)])]
+    fs = app_ws.feature_sets.create(name="s", size=3)
+    app_ws.index_sync.stop()  # as if the worker had not reached it yet
+    fs.features.create_many(np.ones((12, 3), dtype=np.float32), items)
+    at = ok(open_page("app_pages/feature_sets.py"))
+    assert at.dataframe[0].value.iloc[0]["approximate index"] == "building in the background: 0 of 12 vectors indexed"
+    assert "Exact search answers every query meanwhile" in texts(at)
+    app_ws.index_sync.start()
+    assert app_ws.wait_for_index(60)
+    at.run()
+    assert at.dataframe[0].value.iloc[0]["approximate index"] == "up to date"
 
 
 def test_choosing_a_model_fixes_the_size(open_page, app_ws):

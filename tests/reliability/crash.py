@@ -181,6 +181,7 @@ def check_consistent(ws: Workspace) -> None:
     assert orphans == 0
     for fs in ws.feature_sets.list():
         in_catalog = {r[0] for r in ws.catalog.all("SELECT entity_id FROM features WHERE feature_set_id=?", (fs.id,))}
+        assert ws.wait_for_index(60)  # the index catches up in the background
         assert ws.index.ids(fs.id) == in_catalog, f"catalog and Chroma disagree on {fs.name}"
 
 

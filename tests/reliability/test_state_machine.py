@@ -209,6 +209,7 @@ class StoreMachine(RuleBasedStateMachine):
     def index_and_search_match_model(self):
         for sid in self.sets:
             model = {e: v for (s, e), v in self.features.items() if s == sid}
+            assert self.ws.wait_for_index(60)  # the index catches up in the background
             assert self.ws.index.ids(sid) == set(model)
             if not model:
                 continue

@@ -56,6 +56,7 @@ def test_other_processes_write_catalog_and_owner_catches_up(tmp_path, monkeypatc
         approx = owner.search(Filters().add_euclid(fs, probe, k=5, approximate=True))
         assert approx.items[0].id == m.entity_ids[17]
         assert owner.check_index(fs.id) == {"ok": True, "catalog": 80, "index": 80}
+        assert owner.wait_for_index(60)  # the index catches up in the background
         stored = owner.index.get_vectors(fs.id, list(m.entity_ids))
         assert all(stored[e].tobytes() == m.values[i].tobytes() for i, e in enumerate(m.entity_ids))
 

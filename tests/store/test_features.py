@@ -39,6 +39,7 @@ def test_create_list_get_delete_features(ws):
     bulk = fs.features.create(value=[[0, 0, 0, 1], [5, 5, 5, 5]], entity=items[1:])
     assert f0.value.dtype == np.float32 and f0.value.tolist() == [1, 2, 3, 4]
     assert [f.entity_id for f in bulk] == [items[1].id, items[2].id]
+    assert ws.wait_for_index(60)  # the index catches up in the background
     assert fs.count() == 3 and ws.index.count(fs.id) == 3
     listed = fs.features.list(entity_id=items[2].id).items
     assert len(listed) == 1 and listed[0].value.tolist() == [5, 5, 5, 5]
@@ -46,6 +47,7 @@ def test_create_list_get_delete_features(ws):
     assert [f.id for f in fs.features.list(filters=seed_style).all()] == [bulk[0].id]
     assert fs.features.get(f0.id).entity_id == items[0].id
     fs.features.delete(f0.id)
+    assert ws.wait_for_index(60)  # the index catches up in the background
     assert fs.count() == 2 and ws.index.count(fs.id) == 2
     with pytest.raises(NotFound):
         fs.features.get(f0.id)
@@ -63,12 +65,14 @@ def test_item_features_across_sets_and_replace(ws):
     # Creating again for the same entity replaces: still one vector, the new value, in both stores.
     newer = a.features.create(value=[7, 7], entity=items[0])
     assert a.count() == 1 and a.features.list().items[0].value.tolist() == [7, 7]
+    assert ws.wait_for_index(60)  # the index catches up in the background
     assert ws.index.get_vectors(a.id, [items[0].id])[items[0].id].tolist() == [7, 7]
     assert newer.id == a.features.list().items[0].id
 
 
 def _state(ws, fs):
     rows = ws.catalog.all("SELECT id, entity_id, value FROM features WHERE feature_set_id=? ORDER BY id", (fs.id,))
+    assert ws.wait_for_index(60)  # the index catches up in the background
     return [tuple(r) for r in rows], ws.index.count(fs.id)
 
 
@@ -128,6 +132,7 @@ def test_bulk_vectors_bit_for_bit_in_catalog_and_index(ws):
     m = ws.matrix(fs)
     got = np.stack([m.values[m.row_of[i.id]] for i in items])
     assert got.tobytes() == values.tobytes()
+    assert ws.wait_for_index(60)  # the index catches up in the background
     in_index = ws.index.get_vectors(fs.id, [i.id for i in items])
     assert np.stack([in_index[i.id] for i in items]).tobytes() == values.tobytes()
 
@@ -139,18 +144,23 @@ def test_index_caught_up_after_reopen_and_repaired_when_lost(tmp_path, monkeypat
         ds, items = _items(w, 5)
         fs = w.feature_sets.create(name="s", size=3)
         fs.features.create_many(np.arange(15, dtype=np.float32).reshape(5, 3), items)
-        # Simulate a crash between the catalog commit and the Chroma write.
+        assert w.wait_for_index(60)  # the index catches up in the background
+        # Simulate a crash between the catalog commit and the Chroma write (no worker left to catch up).
+        w.index_sync.stop()
         with w.catalog.transaction() as c:
             c.execute("UPDATE feature_sets SET indexed_rid=0 WHERE id=?", (fs.id,))
         w.index.delete(fs.id, [items[0].id, items[1].id])
         assert w.index.count(fs.id) == 3
-    with Workspace.open(path) as w:  # catching up happens at open
+        assert not w.index_state(fs.id).caught_up
+    with Workspace.open(path) as w:  # catching up resumes at open, in the background
+        assert w.wait_for_index(60)
         assert w.index.count(fs.id) == 5
         assert w.check_index(fs.id) == {"ok": True, "catalog": 5, "index": 5}
         w.index.drop(fs.id)  # the index is lost entirely
         assert w.check_index(fs.id)["index"] == 0
         w.repair_index(fs.id)
         assert w.check_index(fs.id)["ok"]
+        assert w.wait_for_index(60)  # the index catches up in the background
         vecs = w.index.get_vectors(fs.id, [i.id for i in items])
         assert vecs[items[4].id].tolist() == [12, 13, 14]
 

@@ -151,6 +151,7 @@ def test_delete_items_removes_files_annotations_and_features(ws):
     img.delete()
     assert not blob.exists()
     assert fs_items.count() == 1 and fs_ann.count() == 0
+    assert ws.wait_for_index(60)  # the index catches up in the background
     assert ws.index.count(fs_items.id) == 1 and ws.index.count(fs_ann.id) == 0
     with pytest.raises(NotFound):
         ws.get_annotation(ann.id)

@@ -83,6 +83,7 @@ def test_new_dataset_carries_files_annotations_and_vectors(ws):
     for fs in ws.feature_sets.list():
         assert ws.check_index(fs.id)["ok"]
     boxes = ws.feature_sets.get(feature_set_name="boxes")
+    assert ws.wait_for_index(60)  # the index catches up in the background
     assert ws.index.count(boxes.id) == 2
 
 

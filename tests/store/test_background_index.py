@@ -1,0 +1,122 @@
+"""Writes never wait for the ANN index: the catalog write is the commit, a worker thread in
+the owning process brings Chroma up to date afterwards, and an approximate search before it
+has caught up answers exactly and says so."""
+import json
+
+import numpy as np
+import pytest
+
+from store import Filters, Workspace
+
+
+def _set_with_vectors(ws, n=300, size=8, seed=0):
+    ds = ws.datasets.create("d")
+    items = [r.item for r in ds.items.upload([(f"{i:04d}.txt", f"item {i}".encode()) for i in range(n)])]
+    fs = ws.feature_sets.create(name="s", size=size)
+    values = np.random.default_rng(seed).standard_normal((n, size)).astype(np.float32)
+    return fs, items, values
+
+
+def _ids(pages):
+    return [(i.id, i.distance) for i in pages.items]
+
+
+def test_a_write_returns_before_the_index_has_it_and_the_worker_catches_up(ws_embedded):
+    ws = ws_embedded
+    fs, items, values = _set_with_vectors(ws)
+    ws.index_sync.stop()  # no worker: what the write itself did is all there is
+    fs.features.create_many(values, items)
+    assert ws.index.count(fs.id) == 0  # the write did not touch Chroma
+    state = ws.index_state(fs.id)
+    assert (state.vectors, state.pending, state.caught_up) == (300, 300, False)
+    assert state.describe() == "building in the background: 0 of 300 vectors indexed"
+    assert ws.info()["feature_sets"][0]["index"] == state.describe()
+
+    ws.index_sync.start()
+    assert ws.wait_for_index(60)
+    assert ws.index_state(fs.id).describe() == "up to date"
+    stored = ws.index.get_vectors(fs.id, [i.id for i in items])
+    assert np.stack([stored[i.id] for i in items]).tobytes() == values.tobytes()
+
+    ws.index_sync.stop()  # deletions wait as tombstones, applied by the worker
+    ws.delete_items([items[0].id, items[1].id])
+    assert ws.index.count(fs.id) == 300 and ws.index_state(fs.id).tombstones == 2
+    assert "2 deletions to apply" in ws.index_state(fs.id).describe()
+    ws.index_sync.start()
+    assert ws.wait_for_index(60) and ws.index.count(fs.id) == 298
+
+
+def test_approximate_search_before_the_index_caught_up_answers_exactly_and_says_so(ws_embedded):
+    ws = ws_embedded
+    fs, items, values = _set_with_vectors(ws)
+    ws.index_sync.stop()
+    fs.features.create_many(values, items)
+    ws.index_sync.inline_backlog = 10  # 300 missing: too many to catch up inside the search
+    exact = ws.search(Filters().add_euclid(fs, values[7], k=5))
+    early = ws.search(Filters().add_euclid(fs, values[7], k=5, approximate=True))
+    assert _ids(early) == _ids(exact) and exact.note == ""
+    assert early.note == ("the approximate index of 's' is not ready (building in the background: 0 of 300 "
+                          "vectors indexed): answered by exact search")
+    assert ws.index.count(fs.id) == 0  # and the search did not build it either
+
+    ws.index_sync.start()
+    assert ws.wait_for_index(60)
+    late = ws.search(Filters().add_euclid(fs, values[7], k=5, approximate=True))
+    assert late.note == "" and late.items[0].id == items[7].id  # from HNSW now
+
+
+def test_a_small_backlog_is_caught_up_by_the_search_itself(ws_embedded):
+    ws = ws_embedded
+    fs, items, values = _set_with_vectors(ws, n=40)
+    ws.index_sync.stop()
+    fs.features.create_many(values, items)
+    hits = ws.search(Filters().add_euclid(fs, values[3], k=3, approximate=True))
+    assert hits.note == "" and hits.items[0].id == items[3].id
+    assert ws.index.count(fs.id) == 40 and ws.index_state(fs.id).caught_up
+
+
+def test_farthest_first_approximate_says_it_was_answered_exactly(ws_embedded):
+    fs, items, values = _set_with_vectors(ws_embedded, n=20)
+    fs.features.create_many(values, items)
+    far = ws_embedded.search(Filters().add_euclid(fs, values[0], k=3, sort="descending", approximate=True))
+    assert far.note == "approximate search ranks nearest first only: answered by exact search"
+
+
+def test_a_process_without_the_index_says_who_keeps_it(tmp_path, monkeypatch, run_cli):
+    monkeypatch.delenv("FEATURELAB_CHROMA_URL", raising=False)
+    with Workspace.open(tmp_path / "cli-ws") as owner:
+        fs, items, values = _set_with_vectors(owner, n=20)
+        fs.features.create_many(values, items)
+        proc = run_cli("search", "--feature-set", "s", f"--vector={','.join(map(str, values[2].tolist()))}",
+                       "-k", "2", "--approximate")
+        assert json.loads(proc.stdout.splitlines()[0])["id"] == items[2].id
+        assert "note: the approximate index is kept by another process" in proc.stderr
+        info = json.loads(run_cli("info").stdout)
+        assert info["feature_sets"][0]["index"] == "up to date" or "owns the index" in info["feature_sets"][0]["index"]
+
+
+def test_info_shows_the_index_progress(tmp_path, monkeypatch, run_cli):
+    monkeypatch.delenv("FEATURELAB_CHROMA_URL", raising=False)
+    with Workspace.open(tmp_path / "cli-ws") as ws:
+        fs, items, values = _set_with_vectors(ws, n=30)
+        ws.index_sync.stop()
+        fs.features.create_many(values, items)
+        ws.index_sync.stop()
+    # Closed with the index behind: the next process (here `info`) resumes the build in the background.
+    info = json.loads(run_cli("info").stdout)
+    assert info["feature_sets"][0]["vectors"] == 30
+    assert info["feature_sets"][0]["index"] in ("building in the background: 0 of 30 vectors indexed", "up to date")
+    with Workspace.open(tmp_path / "cli-ws") as ws:
+        assert ws.wait_for_index(60) and ws.index.count(fs.id) == 30
+
+
+@pytest.mark.parametrize("kind", ["create", "delete"])
+def test_set_deletion_while_the_worker_builds_leaves_no_collection(ws_embedded, kind):
+    ws = ws_embedded
+    fs, items, values = _set_with_vectors(ws, n=200)
+    fs.features.create_many(values, items)
+    if kind == "delete":
+        ws.delete_items([i.id for i in items[:50]])
+    fs.delete()
+    assert ws.wait_for_index(60)
+    assert [c.name for c in ws.index.client.list_collections() if fs.id in c.name] == []
