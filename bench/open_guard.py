@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    print(f"| sets | vectors | HNSW files | open, files unchanged | guard check in it | probe (files changed) | check / open |")
+    print("| sets | vectors | HNSW files | open, files unchanged | guard check in it | probe (files changed) | check / open |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for sets in args.sets:

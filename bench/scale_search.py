@@ -178,7 +178,6 @@ def with_copies(n: int, dim: int, share: float = 0.05, seed: int = 3) -> np.ndar
 def step_duplicates(n: int, dim: int, threshold: float = 0.5) -> dict:
     """In a real workspace (catalog + Chroma): exact and approximate near-duplicate groups,
     each after its estimate; recall = redundant entities found / exact's."""
-    from store import Workspace
     from store.analysis import duplicates as cu
     from store.analysis.estimate import estimate
 

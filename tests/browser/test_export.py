@@ -1,5 +1,4 @@
 """Load the sample data, export a dataset with its vectors as a zip, import it back."""
-import io
 import json
 import zipfile
 

@@ -3,7 +3,6 @@ page that must be refused one by one with a plain message while the good ones go
 filter JSON on the Search page that must give a plain error, never a traceback. The same
 inputs through the API and the command line are tested in tests/store/."""
 import io
-import json
 import struct
 import zlib
 from pathlib import Path

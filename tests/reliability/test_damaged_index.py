@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import Filters, Workspace
+from store import Workspace
 from tests.conftest import ROOT
 
 N, SIZE = 1200, 16  # past Chroma's flush threshold (1000), so the HNSW files hold the vectors

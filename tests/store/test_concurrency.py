@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 
 from store import Filters, Workspace
 from tests.conftest import ROOT
