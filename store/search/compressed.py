@@ -65,7 +65,7 @@ def _kernels() -> dict[str, Callable]:
         import numba
         from numba import prange
 
-        @numba.njit(parallel=True, cache=True)
+        @numba.njit(parallel=True, nogil=True, cache=True)
         def quantize(values, mean, codes, scale, sq, code_norm, resid):  # pragma: no cover - compiled
             n, d = values.shape
             for i in prange(n):
@@ -111,8 +111,8 @@ def _kernels() -> dict[str, Callable]:
         flags = {"reassoc", "contract", "nsz", "arcp"}
         serial = types.FunctionType(scan.__code__, scan.__globals__, "scan_serial", scan.__defaults__, scan.__closure__)
         serial.__qualname__ = scan.__qualname__ + "_serial"  # its own entry in numba's disk cache
-        _KERNELS.update(quantize=quantize, scan=numba.njit(parallel=True, fastmath=flags, cache=True)(scan),
-                        scan_serial=numba.njit(fastmath=flags, cache=True)(serial))
+        _KERNELS.update(quantize=quantize, scan=numba.njit(parallel=True, nogil=True, fastmath=flags, cache=True)(scan),
+                        scan_serial=numba.njit(nogil=True, fastmath=flags, cache=True)(serial))
         return _KERNELS
 
 
