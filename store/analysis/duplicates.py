@@ -494,14 +494,25 @@ def duplicate_groups(
     return Duplicates(scope.fs.id, scope.fs.name, scope.fs.entity_type, scope.version, t, n, groups, dataset_id)
 
 
+def require_ann_index(ws: "Workspace", fs: FeatureSet) -> None:
+    """Make sure the set's ANN index holds every vector, for the approximate mode: a small
+    backlog is indexed now (as an approximate search does), a large one (a bulk load still
+    indexing in the background) is refused with what to do, rather than indexed inline."""
+    if ws.index is None:
+        raise InvalidInput("approximate near-duplicates need the ANN index, which another process holds; "
+                           "run them there, or without approximate")
+    if not ws.index_sync.ready(fs.id):
+        raise InvalidInput(
+            f"approximate near-duplicates need the whole ANN index, and the index of {fs.name!r} is "
+            f"{ws.index_state(fs.id).describe()}; wait until it is up to date (the Feature sets page "
+            "and `featurelab info` show its progress), or run them without approximate")
+
+
 def _approximate_groups(ws: "Workspace", scope: _Scope, t: float, neighbours: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Groups from the index's candidate pairs, measured exactly (see ``duplicate_groups``)."""
     if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
         raise InvalidInput(f"neighbours must be a whole number >= 1, got {neighbours!r}")
-    if ws.index is None:
-        raise InvalidInput("approximate near-duplicates need the ANN index, which another process holds; "
-                           "run them there, or without approximate")
-    ws.sync_index(scope.fs.id)
+    require_ann_index(ws, scope.fs)
     n = len(scope.entity_ids)
     row_of = {e: i for i, e in enumerate(scope.entity_ids.tolist())}
     a_list, b_list = [], []

@@ -149,10 +149,11 @@ def estimate(
 
 
 def _ann_seconds(ws: "Workspace", fs: FeatureSet, values: np.ndarray) -> tuple[float, str]:
-    from .duplicates import APPROX_NEIGHBOURS
+    from .duplicates import APPROX_NEIGHBOURS, require_ann_index
 
-    if ws.index is None:
-        raise InvalidInput("approximate near-duplicates need the ANN index, which another process holds")
+    if len(values) == 0:
+        return 0.0, "no vectors in scope"
+    require_ann_index(ws, fs)  # an empty or half-built index would time the wrong thing
     sample = _sample(values, 256)
     base = _timed(("ann", fs.id, len(sample)),
                   lambda: ws.index.query_many(fs.id, sample, APPROX_NEIGHBOURS + 1))

@@ -85,3 +85,21 @@ def test_cli_says_how_long_before_starting(run_cli, tmp_path):
     assert out.startswith("outliers of 100 vectors x 16: about ") and "here (n^2 scan" in out
     doc = json.loads(run_cli("duplicates", "-s", fs.name, "-t", "0.05", "--estimate", "--approximate", "--json").stdout)
     assert doc["task"] == "duplicates" and doc["n"] == 100 and doc["fits"] is True
+
+
+def test_approximate_mode_refuses_a_large_backlog_and_says_what_to_do(ws_embedded):
+    """A bulk load still indexing in the background is not indexed inline by near-duplicates
+    (nor by their estimate, which would time an empty index); a small backlog is."""
+    ws = ws_embedded
+    ws.index_sync.stop()
+    fs, _ = _fill(ws, _planted(n=100), name="behind")
+    ws.index_sync.inline_backlog = 10
+    said = r"the index of 'behind-set' is building in the background: 0 of 100 vectors indexed; wait until"
+    with pytest.raises(InvalidInput, match=said):
+        cu.duplicate_groups(ws, fs, 0.05, approximate=True)
+    with pytest.raises(InvalidInput, match=said):
+        est.estimate(ws, fs, "duplicates", approximate=True)
+    assert ws.index.count(fs.id) == 0  # refused before any insert
+    ws.index_sync.inline_backlog = 100
+    assert est.estimate(ws, fs, "duplicates", approximate=True).seconds > 0
+    assert ws.index_state(fs.id).caught_up
