@@ -2,7 +2,28 @@
 Imports torch only when called."""
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from .errors import InvalidInput
+
+# Two threads importing torch at once (the app's warm-up and a first search or map) can leave
+# one of them a half-initialised module: every first import of torch and of the model
+# libraries takes this lock (``import_torch`` here, model loading in ``store.embedders``).
+IMPORT_LOCK = threading.RLock()
+
+
+def import_torch(*, optional: bool = False) -> Any:
+    """PyTorch, imported on first use (it takes seconds) under ``IMPORT_LOCK``; ``optional``:
+    None where it is not installed, instead of the ImportError."""
+    with IMPORT_LOCK:
+        try:
+            import torch
+        except ImportError:
+            if optional:
+                return None
+            raise
+    return torch
 
 
 def resolve_device(device: str | None = None, *, allow_numpy: bool = False) -> str:
@@ -11,13 +32,11 @@ def resolve_device(device: str | None = None, *, allow_numpy: bool = False) -> s
     also runs on plain NumPy (the exact kNN graph), ``numpy`` is a device too, and the
     automatic choice where torch is not installed."""
     if allow_numpy and device in (None, "", "auto", "numpy"):
-        try:
-            import torch
-        except ImportError:
+        if import_torch(optional=True) is None:
             return "numpy"
         if device == "numpy":
             return device
-    import torch
+    torch = import_torch()
 
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"

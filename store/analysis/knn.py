@@ -22,21 +22,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..devices import resolve_device
-
-
-def import_torch(*, optional: bool = False) -> Any:
-    """PyTorch, imported on first use (it takes seconds); ``optional``: None where it is not
-    installed, instead of the ImportError."""
-    if optional:
-        try:
-            import torch
-        except ImportError:
-            return None
-        return torch
-    import torch
-
-    return torch
+from ..devices import import_torch, resolve_device
 
 
 def knn_device(device: str | None = None) -> str:

@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..devices import resolve_device
+from ..devices import IMPORT_LOCK, resolve_device
 from ..errors import FeaturelabError, ModelUnavailable
 from .base import Embedder
 from .spec import (
@@ -30,9 +30,8 @@ __all__ = [  # the naming names stay importable from here, where they were
 _CACHE: dict[tuple[ModelSpec, str], Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 _KEY_LOCKS: dict[tuple[ModelSpec, str], threading.Lock] = {}
-# torch and the model libraries are imported under this lock: two threads importing torch at
-# once (the app's warm-up and a first search) can leave one of them a half-initialised torch.
-_IMPORTING = threading.RLock()
+# Models load (importing torch and their libraries) under the process's one import lock.
+_IMPORTING = IMPORT_LOCK
 _PROBE_SECONDS = 300  # how long one look at the hub holds
 _probe: tuple[float, bool] | None = None  # (when, reachable)
 
