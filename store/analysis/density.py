@@ -76,7 +76,7 @@ def _codes(categories: Sequence | np.ndarray, keep: np.ndarray) -> tuple[np.ndar
     uniques = [str(v) for v in found] + [NONE_TEXT]
     codes = np.where(codes < 0, len(found), codes)
     totals = np.bincount(codes, minlength=len(uniques))
-    top = np.argsort(-totals, kind="stable")[:MAX_CATEGORIES]
+    top = [i for i in np.argsort(-totals, kind="stable")[:MAX_CATEGORIES] if totals[i] > 0]
     remap = np.full(len(uniques), len(top), dtype=np.int64)
     remap[top] = np.arange(len(top))
     return remap[codes], [str(uniques[i]) for i in top], [int(totals[i]) for i in top]
