@@ -201,7 +201,8 @@ def test_a_large_map_is_a_density_image_with_its_lasso_answered_here(open_page, 
     assert all(t["type"] == "scatter3d" for t in _spec(ok(at))["data"])
 
     coords = np.array([[0, 0], [1, 1], [2, 2], [3, 0]], dtype=np.float32)
-    lasso = {"selection": {"points": [], "box": [], "lasso": [{"x": [-0.5, 2.5, 2.5, -0.5], "y": [-0.5, -0.5, 1.5, 1.5]}]}}
+    polygon = {"x": [-0.5, 2.5, 2.5, -0.5], "y": [-0.5, -0.5, 1.5, 1.5]}
+    lasso = {"selection": {"points": [], "box": [], "lasso": [polygon]}}
     assert large_selection(lasso, coords).tolist() == [0, 1]
     box = {"selection": {"points": [{"customdata": 0}], "box": [{"x": [3.5, 1.5], "y": [-1, 2.5]}], "lasso": []}}
     assert large_selection(box, coords).tolist() == [2, 3]  # the box, over every point, not the clicked sample
