@@ -1,6 +1,8 @@
 """Map: a feature set projected to 2D or 3D (UMAP or PCA, cached on disk), coloured by
 dataset, folder, label, kind, a metadata field or the distance to the last search (whose
-results are ringed); a lasso or box selection shows its items, and searches from them."""
+results are ringed); a lasso or box selection shows its items, and searches from them. A 2D
+map of more than ``large_map_above()`` points is a density image drawn on the server, its
+lasso answered there over every point; smaller maps and 3D ones are plotly scatters."""
 from __future__ import annotations
 
 import json
@@ -13,11 +15,12 @@ from components.gallery import item_gallery
 from components.pickers import feature_set_picker
 from components.scope import Scope, dataset_scope
 from components.selection import selection_actions
-from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, PROJECT_REQUEST, kept_map_figure, map_table,
-                                projection_controls, remember, remembered, request_projection, selected_entity_ids)
+from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, PROJECT_REQUEST, color_column, is_large_map,
+                                kept_density_figure, kept_map_figure, large_selection, map_table, projection_controls,
+                                remember, remembered, request_projection, selected_entity_ids)
 from components.state import user_errors, workspace
 from store import FeatureSet, Workspace
-from store.analysis import STAGE_LABELS, cached_projection, outlier_scores, project
+from store.analysis import STAGE_LABELS, cached_projection, outlier_scores, point_table, project
 
 GALLERY_LIMIT = 60
 OUTLIER_K = 5
@@ -104,11 +107,11 @@ def map_frame_for(ws: Workspace, fs: FeatureSet, projection: Any, color_by: str,
     return frame
 
 
-def draw_selection(ws: Workspace, fs: FeatureSet, frame: pd.DataFrame, chosen: list[str], scope: Scope) -> None:
-    """The lassoed points: save or export them, search from them, and their items."""
-    rows = frame[frame["entity_id"].isin(chosen)]
-    item_ids = [i for i in dict.fromkeys(rows["item_id"]) if i]
-    st.subheader(f"{len(rows)} selected")
+def draw_selection(ws: Workspace, fs: FeatureSet, chosen: list[str], item_ids: list[str], scope: Scope,
+                   *, of_first: int | None = None) -> None:
+    """The lassoed points (``chosen``, entity ids): save or export them, search from them, and
+    their items (``item_ids``; of the first ``of_first`` points only, on a large map)."""
+    st.subheader(f"{len(chosen)} selected")
     here, save = st.columns([1, 3])
     with save:
         selection_actions(ws, chosen, key="map:selected", default_name=f"{fs.name}-selection")
@@ -117,10 +120,49 @@ def draw_selection(ws: Workspace, fs: FeatureSet, frame: pd.DataFrame, chosen: l
                         "(one point: its vector; several: their mean)"):
         search_from_here(ws.query_for_entities(fs, chosen), fs.id)
     shown = item_ids[:GALLERY_LIMIT]
-    if len(item_ids) > len(shown):
+    if of_first is not None and of_first < len(chosen):
+        st.caption(f"Showing the items of the first {of_first} of the {len(chosen)} selected points.")
+    elif len(item_ids) > len(shown):
         st.caption(f"Showing the first {len(shown)} of {len(item_ids)} items.")
     items = ws.items_by_ids(shown)
     item_gallery([items[i] for i in shown if i in items], columns=6, key="map:selection", datasets=scope.captions)
+
+
+def large_map_colours(ws: Workspace, projection: Any, color_by: str, column: str | None, fields: tuple[str, ...],
+                      scope: Scope) -> Any:
+    """The categories a density map is coloured by (one per point), or None: uncoloured when
+    there is nothing to tell apart (one dataset), numbers (distance, outliers) are not drawn."""
+    if column is None or (color_by == "dataset" and not scope.many):
+        return None
+    if color_by in ("distance", OUTLIER_COLUMN):
+        st.caption("Numeric colours are not drawn on a map this large; categories (dataset, folder, label, …) are.")
+        return None
+    frame = map_table(ws, projection, fields)
+    values, continuous = color_column(frame, column if column in frame else f"metadata.{column}")
+    if continuous:
+        st.caption(f"**{column}** holds numbers: a map this large is coloured by categories only.")
+        return None
+    return None if values is None else values.to_numpy(dtype=object)
+
+
+def draw_large_map(ws: Workspace, fs: FeatureSet, projection: Any, scope: Scope, last: dict | None) -> None:
+    """A density image of every point; a lasso or box is answered here over all of them."""
+    color_by, column, fields = draw_color_choice(last)
+    categories = large_map_colours(ws, projection, color_by, column, fields, scope)
+    key = json.dumps([projection.feature_set_id, projection.version, projection.params,
+                      projection.details.get("dataset_id"), categories is not None and (color_by, fields),
+                      categories is not None and ws.catalog.change_stamp()], sort_keys=True, default=str)
+    figure = kept_density_figure(projection.coords, categories, key, label=column or "")
+    event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"), key="map:chart")
+    rows = large_selection(event, projection.coords)
+    if len(rows) == 0:
+        st.caption("A density image of every point (darker: more points). Drag on it to draw a lasso; "
+                   "the points inside are found on the server.")
+        return
+    chosen = projection.entity_ids[rows].tolist()
+    first = chosen[:GALLERY_LIMIT]
+    item_ids = [i for i in dict.fromkeys(point_table(ws, fs, first)["item_id"]) if i]
+    draw_selection(ws, fs, chosen, item_ids, scope, of_first=len(first))
 
 
 def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, Any], scope: Scope) -> None:
@@ -129,6 +171,9 @@ def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, A
     many = f" from {len(scope.counts)} datasets (colour by dataset to tell them apart)" if scope.many else ""
     st.caption(f"{len(projection.entity_ids)} points{where}{many} · {how}")
     last = last_search(fs)
+    if is_large_map(len(projection.entity_ids), params["dims"]):
+        draw_large_map(ws, fs, projection, scope, last)
+        return
     color_by, column, fields = draw_color_choice(last)
     frame = map_frame_for(ws, fs, projection, color_by, fields, last)
     if column is not None and column not in frame:  # a field named like a built-in column
@@ -143,7 +188,8 @@ def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, A
     event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"), key="map:chart")
     chosen = selected_entity_ids(event, frame)
     if chosen:
-        draw_selection(ws, fs, frame, chosen, scope)
+        rows = frame[frame["entity_id"].isin(chosen)]
+        draw_selection(ws, fs, chosen, [i for i in dict.fromkeys(rows["item_id"]) if i], scope)
     elif params["dims"] == 2:
         st.caption("Drag on the map to draw a lasso (the box is in the chart's toolbar).")
 
@@ -156,11 +202,13 @@ with user_errors():
     ws = workspace()
     fs = feature_set_picker(ws, "Feature set to map", key=remembered("map:set"))
     remember("map:set")
-    if fs is not None and fs.count() == 0:
+    # The scope's counts (kept per set version) say whether the set is empty: a COUNT(*) of a
+    # 1M-vector set each rerun took 0.1-0.2 s while its background indexing writes.
+    scope = dataset_scope(ws, fs, key="map:scope", label="Points of") if fs is not None else None
+    if fs is not None and not scope.counts:
         st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
         fs = None
     if fs is not None:
-        scope = dataset_scope(ws, fs, key="map:scope", label="Points of")
         params = projection_controls(key="map")
         projection = map_projection(ws, fs, params, scope)
         if projection is not None:

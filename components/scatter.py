@@ -1,5 +1,6 @@
 """A map of a feature set: the projection settings, the plotly figure (scattergl in 2D,
-scatter3d in 3D) and reading which points a lasso or box selected."""
+scatter3d in 3D; above ``store.analysis.large_map_above()`` points in 2D, a density image
+drawn on the server) and reading which points a lasso or box selected."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from store.analysis import METRICS, map_frame
+from store.analysis import METRICS, box_polygon, density_image, large_map_above, map_frame, points_in_polygon
 
 METHOD_LABELS = {"umap": "UMAP", "pca": "PCA"}
 COLOR_CHOICES = {"dataset": "Dataset", "dir": "Folder", "label": "Label", "kind": "Kind",
@@ -18,6 +19,7 @@ COLOR_CHOICES = {"dataset": "Dataset", "dir": "Folder", "label": "Label", "kind"
 DISTANCE_CHOICE = {"distance": "Distance to the last search"}
 NONE_TEXT = "(none)"
 PROJECT_REQUEST = "map:project-request"
+SAMPLE_POINTS = 2_000  # invisible points on a density map: plotly's lasso needs points to fire
 
 
 def request_projection() -> None:
@@ -203,3 +205,69 @@ def selected_entity_ids(event: Mapping[str, Any] | None, frame: pd.DataFrame) ->
             positions.append(int(data))
     entity_ids = frame["entity_id"].to_numpy()
     return list(dict.fromkeys(str(entity_ids[i]) for i in positions))
+
+
+# ---- large maps: a density image drawn on the server, the lasso answered there ------------------
+def is_large_map(n: int, dims: int) -> bool:
+    """Whether a map of ``n`` points is drawn as a density image: 2D maps above
+    ``large_map_above()`` points (the browser's WebGL scatter does not carry them); 3D ones never."""
+    return dims == 2 and n > large_map_above()
+
+
+@st.cache_resource(max_entries=3, show_spinner="Drawing the map…")
+def _density_figure(_coords: np.ndarray, _categories: np.ndarray | None, key: str, label: str, height: int):
+    return density_figure(_coords, _categories, label=label, height=height)
+
+
+def kept_density_figure(coords: np.ndarray, categories: np.ndarray | None, key: str, *, label: str = "",
+                        height: int = 650):
+    """``density_figure``, drawn once per ``key`` (a string naming the projection and the
+    colours) and kept across reruns and sessions: a lasso reruns the page. Shared: never mutate it."""
+    return _density_figure(coords, categories, key, label, height)
+
+
+def density_figure(coords: np.ndarray, categories: np.ndarray | None = None, *, label: str = "",
+                   height: int = 650):
+    """A plotly figure whose plot is ``store.analysis.density_image`` of ``coords`` (coloured by
+    ``categories``, one per point), with ``SAMPLE_POINTS`` invisible points over it (their
+    ``customdata`` is their row) so that plotly's lasso and box fire; ``large_selection``
+    answers them over every point."""
+    import plotly.graph_objects as go
+
+    image = density_image(coords, width=1200, height=height, categories=categories)
+    (x0, x1), (y0, y1) = image.x_range, image.y_range
+    rows = np.random.default_rng(0).choice(len(coords), size=min(SAMPLE_POINTS, len(coords)), replace=False)
+    rows = np.sort(rows).astype(np.int32)
+    fig = go.Figure(go.Scattergl(x=coords[rows, 0], y=coords[rows, 1], customdata=rows, mode="markers",
+                                 name="sample", showlegend=False, hoverinfo="none",
+                                 marker={"size": 6, "color": "rgba(0,0,0,0)"},
+                                 selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}}))
+    for name, colour, count in image.legend:  # legend entries only: no points of their own
+        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=f"{name} ({count})",
+                                   marker={"size": 10, "color": colour}, hoverinfo="none"))
+    fig.add_layout_image(source=image.data_uri(), xref="x", yref="y", x=x0, y=y1, sizex=x1 - x0, sizey=y1 - y0,
+                         sizing="stretch", layer="below")
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0}, dragmode="lasso",
+                      showlegend=bool(image.legend), legend={"title": {"text": label}},
+                      xaxis={"range": [x0, x1], "title": "x", "showgrid": False},
+                      yaxis={"range": [y0, y1], "title": "y", "showgrid": False},
+                      plot_bgcolor="white")
+    return fig
+
+
+def large_selection(event: Mapping[str, Any] | None, coords: np.ndarray) -> np.ndarray:
+    """The rows of ``coords`` a lasso or box on ``density_figure(coords)`` selected, found here
+    over every point (the browser knows only the sample); a click picks its sample point."""
+    selection = (event or {}).get("selection") or {}
+    polygons = [list(zip(shape.get("x") or [], shape.get("y") or [])) for shape in selection.get("lasso") or []]
+    polygons += [box_polygon(shape["x"], shape["y"]) for shape in selection.get("box") or []
+                 if len(shape.get("x") or []) >= 2 and len(shape.get("y") or []) >= 2]
+    if polygons:
+        mask = np.zeros(len(coords), dtype=bool)
+        for polygon in polygons:
+            mask |= points_in_polygon(coords, polygon)
+        return np.flatnonzero(mask)
+    clicked = [point.get("customdata") for point in selection.get("points") or []]
+    clicked = [c[0] if isinstance(c, (list, tuple)) and c else c for c in clicked]
+    return np.unique(np.array([int(c) for c in clicked if isinstance(c, (int, float)) and 0 <= c < len(coords)],
+                              dtype=np.int64))

@@ -2,7 +2,7 @@
 near-duplicates and outliers (``duplicates``), named clusters (``clusters``) and two sets'
 neighbour lists (``compare``), how long each takes here (``estimate``), on the shared exact
 kNN scans (``knn``), point tables
-(``tables``) and dataset scopes (``scope``: which rows of a set an analysis looks at).
+(``tables``), large maps as density images with lasso answered here (``density``) and dataset scopes (``scope``: which rows of a set an analysis looks at).
 
     from store.analysis import project, map_frame, duplicate_groups, cluster_feature_set
 
@@ -22,6 +22,8 @@ _EXPORTS = {
     "tables": ("TABLE_COLUMNS", "annotation_rows", "entity_labels", "map_frame", "point_table"),
     "knn": ("exact_knn", "knn_device"),
     "layout": ("torch_layout",),
+    "density": ("LARGE_MAP_ABOVE", "DensityImage", "box_polygon", "density_image", "large_map_above",
+                "points_in_polygon"),
     "duplicates": (
         "KEEP_LABELS", "KEEP_RULES", "DuplicateGroup", "Duplicates", "HideAction", "HideResult",
         "NeighbourDistances", "Outlier", "UndoResult", "duplicate_groups", "duplicate_groups_of_values",

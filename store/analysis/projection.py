@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -85,6 +85,11 @@ _FIT_LOCK = threading.Lock()
 _KEY_LOCKS: dict[str, threading.Lock] = {}
 _KEY_LOCKS_GUARD = threading.Lock()
 _NUMBA_GUARD = threading.Lock()
+# Projections read from disk, kept in memory (keyed by file, mtime and size): every rerun of
+# the Map page asks again, and a 1M-point file takes a second to read and decompress.
+LOADED_KEPT = 3
+_LOADED: dict[tuple, Projection] = {}
+_LOADED_GUARD = threading.Lock()
 
 
 @dataclass
@@ -157,10 +162,24 @@ def _cache_path(ws: "Workspace", set_id: str, version: int, params: dict, datase
 
 def _load(path: Path, set_id: str, version: int) -> Projection | None:
     try:
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        with _LOADED_GUARD:
+            kept = _LOADED.pop(key, None)
+            if kept is not None:
+                _LOADED[key] = kept  # most recent last
+                return replace(kept, params=dict(kept.params), details=dict(kept.details))
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            return Projection(set_id, version, data["entity_ids"], data["coords"], meta["params"],
+            proj = Projection(set_id, version, data["entity_ids"], data["coords"], meta["params"],
                               meta["details"], from_cache=True)
+        for array in (proj.entity_ids, proj.coords):
+            array.flags.writeable = False  # shared by every later load of this file
+        with _LOADED_GUARD:
+            _LOADED[key] = proj
+            while len(_LOADED) > LOADED_KEPT:
+                _LOADED.pop(next(iter(_LOADED)))
+        return replace(proj, params=dict(proj.params), details=dict(proj.details))
     except FileNotFoundError:
         return None
     except Exception as exc:  # a torn or foreign file: drop it and compute again

@@ -10,6 +10,7 @@ is every dataset (the default everywhere, as before scopes existed).
 """
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,14 +65,33 @@ def scope_rows(ws: "Workspace", fs: FeatureSet, entity_ids: np.ndarray, *, datas
     return np.flatnonzero(keep)
 
 
+_COUNTS: dict[tuple, dict[str, int]] = {}
+_COUNTS_GUARD = threading.Lock()
+
+
 def vector_counts(ws: "Workspace", feature_set: FeatureSet | str) -> dict[str, int]:
     """Dataset id -> how many vectors of the set belong to its items, in the order of the
     datasets' creation (the first is the scope a page starts with)."""
     fs = ws.feature_sets.resolve(feature_set)
+    # Kept while the set's version and the datasets stay: every rerun of a page asks, and the
+    # join takes 1-2 s at 1M. (Not the catalog's change stamp: a 1M set's background indexing
+    # writes its progress every few seconds.) Items never change dataset; deleting one deletes
+    # its vectors, which bumps the version.
+    version = ws.catalog.scalar("SELECT version FROM feature_sets WHERE id = ?", (fs.id,))
+    datasets = tuple(r[0] for r in ws.catalog.all("SELECT id FROM datasets ORDER BY id"))
+    key = (str(ws.path), id(ws.catalog), fs.id, version, datasets)
+    with _COUNTS_GUARD:
+        if key in _COUNTS:
+            return dict(_COUNTS[key])
     sql = (f"SELECT items.dataset_id, COUNT(*) FROM {_entity_join(fs)} "
            "JOIN datasets ON datasets.id = items.dataset_id WHERE features.feature_set_id = ? "
            "GROUP BY items.dataset_id ORDER BY MIN(datasets.created_at), items.dataset_id")
-    return {r[0]: int(r[1]) for r in ws.catalog.all(sql, (fs.id,))}
+    counts = {r[0]: int(r[1]) for r in ws.catalog.all(sql, (fs.id,))}
+    with _COUNTS_GUARD:
+        _COUNTS[key] = counts
+        while len(_COUNTS) > 16:
+            _COUNTS.pop(next(iter(_COUNTS)))
+    return dict(counts)
 
 
 __all__ = ["check_dataset", "scope_entities", "scope_rows", "vector_counts"]

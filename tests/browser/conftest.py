@@ -12,6 +12,9 @@ from tests.browser.ui import shot
 
 # The uploader's limit for this server (MB): small, so the test can cross it cheaply.
 UPLOAD_LIMIT_MB = 5
+# 2D maps above this many points are density images on this server: a 3,000-point map is
+# "large" here, every other test's map (tens of points) stays a plotly scatter.
+LARGE_MAP_ABOVE = 2_500
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +26,11 @@ def models_dir(tmp_path_factory) -> Path:
 def server(tmp_path_factory):
     """`streamlit run app.py` on a free port of 127.0.0.1 with its own workspace."""
     home = tmp_path_factory.mktemp("browser-workspace")
-    with running_app(home / "ws", home.parent / "streamlit.log", upload_limit_mb=UPLOAD_LIMIT_MB,
-                     warm_numba=False) as app:  # the maps here are PCA; keep the 2 cores for the tests
-        yield {"url": app.url, "home": app.home, "log": app.log}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEATURELAB_LARGE_MAP_ABOVE", str(LARGE_MAP_ABOVE))  # the server inherits it
+        with running_app(home / "ws", home.parent / "streamlit.log", upload_limit_mb=UPLOAD_LIMIT_MB,
+                         warm_numba=False) as app:  # the maps here are PCA; keep the 2 cores for the tests
+            yield {"url": app.url, "home": app.home, "log": app.log}
 
 
 @pytest.fixture(scope="session")

@@ -78,3 +78,45 @@ def test_project_and_lasso_fills_the_gallery(page, server):
         assert sorted(i.filename for i in copies) == sorted(f"{side}/m{i}.txt" for i in (range(20) if side == "/left" else range(20, 40)))
     finally:
         saved.close()
+
+
+def test_a_large_map_is_drawn_on_the_server_and_its_lasso_answered_there(page, server):
+    """Above the server's FEATURELAB_LARGE_MAP_ABOVE (2,500, see conftest), a 3,000-point map
+    is a density image under 2,000 invisible sample points; a lasso over the left cluster
+    selects all 1,500 of its points, which only the server, testing every point, can count."""
+    ws = Workspace.open(str(server["home"]))
+    try:
+        ds = ws.datasets.create("large-map")
+        # Rows straight into the catalog (3,000 uploads take 10 s here); kind "other": no files read.
+        rows = [(f"{i:024x}", ds.id, f"p{i}.bin", "/pts", "other", "application/octet-stream", 1, f"{i:064x}",
+                 None, None, 0, "{}", 0.0) for i in range(3000)]
+        with ws.catalog.transaction() as c:
+            c.executemany("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        values = np.random.default_rng(2).normal(scale=0.3, size=(3000, 8)).astype(np.float32)
+        values[1500:] += 6
+        fs = ws.feature_sets.create(name="large-map-set", size=8)
+        ws.create_features(fs, values, [r[0] for r in rows])
+    finally:
+        ws.close()
+    try:
+        goto(page, server["url"], "map", "Map")
+        select(page, "map:set", "large-map-set · size 8")
+        choose(page, "map:method", "PCA")
+        expect(page.get_by_text("3000 points")).to_be_visible(timeout=60_000)
+        image = widget(page, "map:chart").locator("image")
+        expect(image).to_have_count(1, timeout=30_000)
+        assert image.get_attribute("href").startswith("data:image/png;base64,")
+        # The whole left half, to the plot's edges (the points fill all but a 2% margin).
+        lasso(page, [(0.005, 0.005), (0.5, 0.005), (0.5, 0.995), (0.005, 0.995), (0.005, 0.01)],
+              chart_key="map:chart")
+        expect(page.get_by_role("heading", name="1500 selected")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Showing the items of the first 60 of the 1500 selected points.")).to_be_visible()
+        expect(page.locator('[class*="st-key-map-selection-cell-"]')).to_have_count(60)
+        shot(page, "map-large-lasso")
+    finally:  # the browser tests share one workspace
+        ws = Workspace.open(str(server["home"]))
+        try:
+            ws.feature_sets.delete(fs.id)
+            ws.datasets.delete(ds.id)
+        finally:
+            ws.close()

@@ -182,3 +182,29 @@ def test_a_projection_request_is_done_once(open_page, small, app_ws):
     at.run()
     assert len(charts(ok(at))) == 1 and "No map of" not in texts(at)
     assert "map:project-request" not in at.session_state  # asked once, done once
+
+
+def test_a_large_map_is_a_density_image_with_its_lasso_answered_here(open_page, small, app_ws, monkeypatch):
+    from components.scatter import large_selection
+
+    monkeypatch.setenv("FEATURELAB_LARGE_MAP_ABOVE", "30")  # 40 points: large
+    at = open_page(PAGE)
+    at.radio(key="map:method").set_value("pca").run()
+    spec = _spec(ok(at))
+    assert spec["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
+    assert len(plotly_values(spec["data"][0]["customdata"])) == 40  # the sample: all of a small map
+    assert "Drag on it to draw a lasso" in texts(at)
+    at.selectbox(key="map:color").select("dir").run()
+    legend = sorted(t["name"] for t in _spec(ok(at))["data"][1:])
+    assert legend == ["/a (20)", "/b (20)"]
+    at.radio(key="map:dims").set_value(3).run()  # 3D stays a plotly scatter
+    assert all(t["type"] == "scatter3d" for t in _spec(ok(at))["data"])
+
+    coords = np.array([[0, 0], [1, 1], [2, 2], [3, 0]], dtype=np.float32)
+    polygon = {"x": [-0.5, 2.5, 2.5, -0.5], "y": [-0.5, -0.5, 1.5, 1.5]}
+    lasso = {"selection": {"points": [], "box": [], "lasso": [polygon]}}
+    assert large_selection(lasso, coords).tolist() == [0, 1]
+    box = {"selection": {"points": [{"customdata": 0}], "box": [{"x": [3.5, 1.5], "y": [-1, 2.5]}], "lasso": []}}
+    assert large_selection(box, coords).tolist() == [2, 3]  # the box, over every point, not the clicked sample
+    assert large_selection({"selection": {"points": [{"customdata": [3]}, {"customdata": 9}]}}, coords).tolist() == [3]
+    assert large_selection(None, coords).tolist() == []
