@@ -141,8 +141,12 @@ class Workspace:
 
     @property
     def index_if_open(self) -> VectorIndex | None:
-        """The index if it is open already (None otherwise): for callers that must not open it."""
-        return self._index if self._index_ready else None
+        """The index if it is open already (None otherwise): for callers that must not open it.
+        While another thread opens it, waits for that open to finish (its opener sees it at once)."""
+        if self._index_ready or self._index is None:
+            return self._index if self._index_ready else None
+        with self._index_open_lock:
+            return self._index
 
     @property
     def index(self) -> VectorIndex | None:

@@ -211,9 +211,9 @@ class IndexSync:
 
     def drop_set(self, set_id: str) -> None:
         """A deleted set's collection, dropped between steps (a step never recreates it)."""
-        index = self.ws.index_if_open  # else the first open drops it with the other orphans
-        if index is not None:
-            with self._step_lock:
+        with self._step_lock:
+            index = self.ws.index_if_open  # not open: its first open drops it with the other orphans
+            if index is not None:
                 index.drop(set_id)
                 self.note_files()
 
