@@ -139,12 +139,12 @@ def slider_step(page, key_prefix: str, n: int) -> tuple[Callable[[], None], Call
     in turn (the distance slider starts at its right end, where a right step changes nothing
     and runs nothing); and a check that the value did move (the click was a real rerun)."""
     handle = slider_handle(page, key_prefix)
-    before = handle.get_attribute("aria-valuenow")
+    before = handle.get_attribute("aria-valuetext")
 
     def act() -> None:
         handle.focus()
         handle.press("ArrowLeft" if n % 2 == 0 else "ArrowRight")
-    return act, lambda: slider_handle(page, key_prefix).get_attribute("aria-valuenow") != before
+    return act, lambda: slider_handle(page, key_prefix).get_attribute("aria-valuetext") != before
 
 
 def type_query(page, key: str, text: str) -> Callable[[], None]:
