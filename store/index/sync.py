@@ -211,9 +211,11 @@ class IndexSync:
 
     def drop_set(self, set_id: str) -> None:
         """A deleted set's collection, dropped between steps (a step never recreates it)."""
-        with self._step_lock:
-            index = self.ws.index_if_open  # not open: its first open drops it with the other orphans
-            if index is not None:
+        # Not open: its first open drops it with the other orphans. Asked outside the step
+        # lock: an open under way takes that lock for its own chores, and this waits for it.
+        index = self.ws.index_if_open
+        if index is not None:
+            with self._step_lock:
                 index.drop(set_id)
                 self.note_files()
 
