@@ -26,6 +26,7 @@ _GUARD = threading.Lock()
 
 
 IDLE_S = 3.0  # umap's kernels start compiling only after this long without a click
+IMPORT_IDLE_S = 0.2  # each page import starts only after this long without a run (not during a click)
 STUCK_S = 120.0  # a run "in progress" for longer was stopped without reaching its end (a rerun)
 
 
@@ -53,11 +54,19 @@ class Activity:
         return now - max(self.start, self.end)
 
 
-def import_modules_of(sources: Iterable[Path]) -> list[str]:
+def until_idle(idle: Callable[[], float] | None, seconds: float) -> None:
+    """Wait until ``idle()`` (seconds since the last run ended) reaches ``seconds``."""
+    while idle is not None and idle() < seconds:
+        time.sleep(0.05 if seconds < 1 else 0.5)
+
+
+def import_modules_of(sources: Iterable[Path], before_each: Callable[[], None] | None = None) -> list[str]:
     """Import what ``sources`` import, at their top or inside a function, and touch the
     names they take (a wing's top loads its parts on first access), so that the first visit
     of a page runs the page, not a second of imports. Read from their own import
-    statements: a page that imports something new is covered without a list."""
+    statements: a page that imports something new is covered without a list. ``before_each()``
+    runs before each module (the app's waits for a pause between runs: a measured click
+    that met this import took 2 to 7 times as long under load)."""
     wanted: dict[str, set[str]] = {}  # module -> names taken from it
     for source in sorted(sources):
         for node in ast.walk(ast.parse(Path(source).read_text(encoding="utf-8"))):
@@ -67,6 +76,8 @@ def import_modules_of(sources: Iterable[Path]) -> list[str]:
                 for alias in node.names:
                     wanted.setdefault(alias.name, set())
     for name, attributes in sorted(wanted.items()):
+        if before_each is not None:
+            before_each()
         try:
             module = importlib.import_module(name)
             for attribute in attributes:
@@ -85,8 +96,11 @@ def warm_up_app(ws: "Workspace", sources: Iterable[Path], activity: Activity) ->
     activity.busy()
     models = os.environ.get("FEATURELAB_WARM_MODELS", "1") != "0"
     paths = list(sources)
+
+    def imports() -> list[str]:  # one module at a time, each in a pause between the user's runs
+        return import_modules_of(paths, lambda: until_idle(activity.idle_seconds, IMPORT_IDLE_S))
     return warm_up(ws, models=models, numba=os.environ.get("FEATURELAB_WARM_NUMBA", "1") != "0",
-                   imports=(lambda: import_modules_of(paths)) if models else None, idle=activity.idle_seconds)
+                   imports=imports if models else None, idle=activity.idle_seconds)
 
 
 def warm_up(ws: "Workspace", *, models: bool = True, numba: bool = True,
@@ -138,9 +152,7 @@ def _warm(ws: "Workspace", models: bool, numba: bool, imports: Callable[[], obje
     if numba:
         from .analysis import warm_numba_cache
 
-        while idle is not None and idle() < IDLE_S:
-            time.sleep(0.5)
-
+        until_idle(idle, IDLE_S)
         try:
             warm_numba_cache(ws, background=False)  # logs its own failure
         except Exception:  # noqa: BLE001
