@@ -88,8 +88,8 @@ def import_modules_of(sources: Iterable[Path], before_each: Callable[[], None] |
 
 
 def warm_up_app(ws: "Workspace", sources: Iterable[Path], activity: Activity) -> threading.Thread | None:
-    """The app server's warm-up (``warm_up``) after its first page: the text models, then
-    what ``sources`` (the pages and components) import, then umap's kernels once the user
+    """The app server's warm-up (``warm_up``) after its first page: what ``sources`` (the
+    pages and components) import, then the text models, then umap's kernels once the user
     paused. ``FEATURELAB_WARM_MODELS=0`` skips the models and imports,
     ``FEATURELAB_WARM_NUMBA=0`` the kernels (page tests skip both: a background import of
     torch racing the test's own import of it can leave torch half-initialised)."""
@@ -108,9 +108,8 @@ def warm_up(ws: "Workspace", *, models: bool = True, numba: bool = True,
             idle: Callable[[], float] | None = None) -> threading.Thread | None:
     """Start warming this process for ``ws`` in a daemon thread (once per process and
     workspace; later calls return the same thread, or None when there is nothing to do):
-    the offline text models first (``store.embedders.preload_text_models``: the first text
-    search is what a user meets first), then ``imports()`` (the caller's, e.g. the app's page
-    imports), then umap's numba kernels (``store.analysis.warm_numba_cache``). Errors are
+    ``imports()`` (the caller's, e.g. the app's page imports), then the offline text models
+    (``store.embedders.preload_text_models``), then umap's numba kernels (``store.analysis.warm_numba_cache``). Errors are
     logged, never raised.
 
     ``idle()``: seconds since the process last served a user (0 while it does). The
@@ -136,6 +135,14 @@ def warm_up(ws: "Workspace", *, models: bool = True, numba: bool = True,
 def _warm(ws: "Workspace", models: bool, numba: bool, imports: Callable[[], object] | None,
           idle: Callable[[], float] | None) -> None:
     started = time.perf_counter()
+    # The page imports before the models, though a first text search then waits for both:
+    # with the models first (bench/app_clicks.py, load 4 to 7) the imports fell into the
+    # first warm clicks and made them 2 to 4 times slower (text search p50 0.74 -> 1.75 s).
+    if imports is not None:
+        try:
+            imports()
+        except Exception:  # noqa: BLE001
+            log.exception("warming: %r failed", imports)
     if models:
         try:
             from .embedders import preload_text_models
@@ -144,11 +151,6 @@ def _warm(ws: "Workspace", models: bool, numba: bool, imports: Callable[[], obje
                      time.perf_counter() - started)
         except Exception:  # noqa: BLE001 - best effort: the page that needs a model loads it
             log.exception("warming the text models failed; the first text search will load them")
-    if imports is not None:
-        try:
-            imports()
-        except Exception:  # noqa: BLE001
-            log.exception("warming: %r failed", imports)
     if numba:
         from .analysis import warm_numba_cache
 
