@@ -7,9 +7,9 @@ AppTest run) by itself, without this file's page config and navigation."""
 import streamlit as st
 
 from components.preload import preload_plotly
-from components.state import note_run_start, warm_up
+from components.state import ACTIVITY, warm_up
 
-note_run_start()
+ACTIVITY.run_started()
 
 st.set_page_config(page_title="featurelab", page_icon=":material/scatter_plot:", layout="wide")
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from components.state import note_activity
+from components.state import ACTIVITY
 from store import FeaturelabError
 
 log = logging.getLogger("featurelab.jobs")
@@ -148,7 +148,7 @@ def job_panel(key: str, *, summary: Callable[[Any], Any], every: float = 0.5) ->
             fraction = job.done / job.total if job.total else 0.0
             st.progress(min(1.0, fraction), text=job.status_line())
             if job.running:
-                note_activity()  # the warm-up's long step waits for the job, not the other way
+                ACTIVITY.busy()  # the warm-up's long step waits for the job, not the other way
                 if job.cancel.is_set():
                     st.caption("Cancelling after the current batch…")
                 else:

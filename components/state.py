@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import streamlit as st
 
 from store import FeaturelabError, Workspace, default_home
+from store.warmup import Activity, warm_up_app
 
 log = logging.getLogger("featurelab.app")
 
@@ -30,73 +31,25 @@ def workspace() -> Workspace:
     return _open_workspace(path, os.environ.get("FEATURELAB_CHROMA_URL") or None)
 
 
-_ACTIVITY = {"start": 0.0, "end": 0.0}  # monotonic times of this process's last run start and end
-STUCK_S = 120.0  # a run "in progress" for longer was stopped without reaching its end (a rerun)
+ACTIVITY = Activity()  # app.py notes each run's start, components.jobs a job's refresh
 
 
-def note_run_start() -> None:
-    """app.py's first line: a user is being served (the warm-up holds its long step)."""
-    _ACTIVITY["start"] = time.monotonic()
-
-
-def note_activity() -> None:
-    """Something the user waits on is going on (a job's progress panel refreshing)."""
-    _ACTIVITY["end"] = max(_ACTIVITY["end"], time.monotonic())
-
-
-def idle_seconds() -> float:
-    """Seconds since the last run ended; 0 while one runs."""
-    now = time.monotonic()
-    if _ACTIVITY["start"] > _ACTIVITY["end"] and now - _ACTIVITY["start"] < STUCK_S:
-        return 0.0
-    return now - max(_ACTIVITY["start"], _ACTIVITY["end"])
+def page_sources() -> list[Path]:
+    """The pages' and components' source files: what they import is warmed."""
+    root = Path(__file__).resolve().parents[1]
+    return sorted([*(root / "app_pages").glob("*.py"), *(root / "components").glob("*.py")])
 
 
 def warm_up() -> None:
     """Once per server process, after the first page is drawn (app.py calls it after every
-    page; later calls cost nothing): load the offline text models, then umap's kernels, in
-    the background, so the first text search and the first map do not wait for them.
-    ``FEATURELAB_WARM_MODELS=0`` skips the imports and models, ``FEATURELAB_WARM_NUMBA=0``
-    the kernels (page tests skip both: a background import of torch racing the test's own
-    import of it can leave torch half-initialised)."""
-    from store.warmup import warm_up as start
-
-    _ACTIVITY["end"] = time.monotonic()
+    page; later calls cost nothing): the text models, the pages' imports, then umap's
+    kernels, in the background (``store.warmup.warm_up_app``)."""
     try:
         ws = workspace()
     except FeaturelabError:
+        ACTIVITY.busy()
         return  # the page already said why the workspace did not open
-    models = os.environ.get("FEATURELAB_WARM_MODELS", "1") != "0"
-    start(ws, models=models, numba=os.environ.get("FEATURELAB_WARM_NUMBA", "1") != "0",
-          first=import_page_modules if models else None, idle=idle_seconds)
-
-
-def import_page_modules() -> list[str]:
-    """Import what the pages and components import, at the top or inside a function
-    (components, store wings and their lazily loaded parts, pandas, plotly, PIL...), so
-    the first visit of a page runs the page, not a second of imports. Read from their own
-    import statements: a page that imports something new is covered without a list here."""
-    import ast
-    import importlib
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    wanted: dict[str, set[str]] = {}  # module -> names taken from it
-    for source in sorted([*(root / "app_pages").glob("*.py"), *(root / "components").glob("*.py")]):
-        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                wanted.setdefault(node.module, set()).update(a.name for a in node.names)
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    wanted.setdefault(alias.name, set())
-    for name, attributes in sorted(wanted.items()):
-        try:
-            module = importlib.import_module(name)
-            for attribute in attributes:  # a wing's top loads its parts on first access
-                getattr(module, attribute, None)
-        except Exception:  # noqa: BLE001 - the page itself will say what is missing
-            log.warning("warming: could not import %s", name, exc_info=True)
-    return sorted(wanted)
+    warm_up_app(ws, page_sources(), ACTIVITY)
 
 
 # Tests call ``workspace.clear()`` to drop the cached workspace between runs.

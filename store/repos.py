@@ -351,8 +351,9 @@ class FeatureSetsRepo:
                 (fs_id, name, size, set_type, entity_type, check_json(model, "model") if model else None, metric,
                  time.time()),
             )
-        if self.ws.index is not None:
-            self.ws.index.collection(fs_id)
+        index = self.ws.index_if_open  # a new set's collection: never the reason to open Chroma
+        if index is not None:
+            index.collection(fs_id)
         return self.get(feature_set_id=fs_id)
 
     def get(self, feature_set_name: str | None = None, feature_set_id: str | None = None) -> FeatureSet:

@@ -7,10 +7,15 @@ thread does it all, one step after the other: two warmers at once, or a warmer d
 first page, fight the page's own run for the GIL and the two cores (bench/app_clicks.py)."""
 from __future__ import annotations
 
+import ast
+import importlib
 import logging
+import os
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -21,21 +26,96 @@ _GUARD = threading.Lock()
 
 
 IDLE_S = 3.0  # umap's kernels start compiling only after this long without a click
+IMPORT_IDLE_S = 0.2  # each page import starts only after this long without a run (not during a click)
+STUCK_S = 120.0  # a run "in progress" for longer was stopped without reaching its end (a rerun)
+
+
+@dataclass
+class Activity:
+    """When this process last served a user (monotonic times): the app notes each run's
+    start and, after the page, its end; the warm-up's long step waits for ``IDLE_S`` idle."""
+
+    start: float = 0.0
+    end: float = 0.0
+
+    def run_started(self) -> None:
+        """A user is being served (app.py's first line)."""
+        self.start = time.monotonic()
+
+    def busy(self) -> None:
+        """Something the user waits on is going on (a run ended, a job's panel refreshed)."""
+        self.end = max(self.end, time.monotonic())
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last run ended; 0 while one runs."""
+        now = time.monotonic()
+        if self.start > self.end and now - self.start < STUCK_S:
+            return 0.0
+        return now - max(self.start, self.end)
+
+
+def until_idle(idle: Callable[[], float] | None, seconds: float) -> None:
+    """Wait until ``idle()`` (seconds since the last run ended) reaches ``seconds``."""
+    while idle is not None and idle() < seconds:
+        time.sleep(0.05 if seconds < 1 else 0.5)
+
+
+def import_modules_of(sources: Iterable[Path], before_each: Callable[[], None] | None = None) -> list[str]:
+    """Import what ``sources`` import, at their top or inside a function, and touch the
+    names they take (a wing's top loads its parts on first access), so that the first visit
+    of a page runs the page, not a second of imports. Read from their own import
+    statements: a page that imports something new is covered without a list. ``before_each()``
+    runs before each module (the app's waits for a pause between runs: a measured click
+    that met this import took 2 to 7 times as long under load)."""
+    wanted: dict[str, set[str]] = {}  # module -> names taken from it
+    for source in sorted(sources):
+        for node in ast.walk(ast.parse(Path(source).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                wanted.setdefault(node.module, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    wanted.setdefault(alias.name, set())
+    for name, attributes in sorted(wanted.items()):
+        if before_each is not None:
+            before_each()
+        try:
+            module = importlib.import_module(name)
+            for attribute in attributes:
+                getattr(module, attribute, None)
+        except Exception:  # noqa: BLE001 - the page itself will say what is missing
+            log.warning("warming: could not import %s", name, exc_info=True)
+    return sorted(wanted)
+
+
+def warm_up_app(ws: "Workspace", sources: Iterable[Path], activity: Activity) -> threading.Thread | None:
+    """The app server's warm-up (``warm_up``) after its first page: what ``sources`` (the
+    pages and components) import, then the text models, then umap's kernels once the user
+    paused. ``FEATURELAB_WARM_MODELS=0`` skips the models and imports,
+    ``FEATURELAB_WARM_NUMBA=0`` the kernels (page tests skip both: a background import of
+    torch racing the test's own import of it can leave torch half-initialised)."""
+    activity.busy()
+    models = os.environ.get("FEATURELAB_WARM_MODELS", "1") != "0"
+    paths = list(sources)
+
+    def imports() -> list[str]:  # one module at a time, each in a pause between the user's runs
+        return import_modules_of(paths, lambda: until_idle(activity.idle_seconds, IMPORT_IDLE_S))
+    return warm_up(ws, models=models, numba=os.environ.get("FEATURELAB_WARM_NUMBA", "1") != "0",
+                   imports=imports if models else None, idle=activity.idle_seconds)
 
 
 def warm_up(ws: "Workspace", *, models: bool = True, numba: bool = True,
-            first: Callable[[], object] | None = None,
+            imports: Callable[[], object] | None = None,
             idle: Callable[[], float] | None = None) -> threading.Thread | None:
     """Start warming this process for ``ws`` in a daemon thread (once per process and
     workspace; later calls return the same thread, or None when there is nothing to do):
-    ``first()`` (the caller's own, e.g. the app's page imports), then the offline text models
-    (``store.embedders.preload_text_models``), then umap's numba kernels
-    (``store.analysis.warm_numba_cache``). Errors are logged, never raised.
+    ``imports()`` (the caller's, e.g. the app's page imports), then the offline text models
+    (``store.embedders.preload_text_models``), then umap's numba kernels (``store.analysis.warm_numba_cache``). Errors are
+    logged, never raised.
 
     ``idle()``: seconds since the process last served a user (0 while it does). The
     kernels, the long step (10 s to minutes of holding the GIL), wait for ``IDLE_S`` of it,
     so they are not compiled while someone clicks through the pages."""
-    if not (models or numba or first):
+    if not (models or numba or imports):
         return None
     key = str(ws.path.resolve())
     with _GUARD:
@@ -45,20 +125,24 @@ def warm_up(ws: "Workspace", *, models: bool = True, numba: bool = True,
             from .analysis import configure_numba_cache
 
             configure_numba_cache(ws)
-        thread = threading.Thread(target=_warm, args=(ws, models, numba, first, idle), name="featurelab-warm-up", daemon=True)
+        thread = threading.Thread(target=_warm, args=(ws, models, numba, imports, idle), name="featurelab-warm-up",
+                                  daemon=True)
         _STARTED[key] = thread
     thread.start()
     return thread
 
 
-def _warm(ws: "Workspace", models: bool, numba: bool, first: Callable[[], object] | None,
+def _warm(ws: "Workspace", models: bool, numba: bool, imports: Callable[[], object] | None,
           idle: Callable[[], float] | None) -> None:
     started = time.perf_counter()
-    if first is not None:
+    # The page imports before the models, though a first text search then waits for both:
+    # with the models first (bench/app_clicks.py, load 4 to 7) the imports fell into the
+    # first warm clicks and made them 2 to 4 times slower (text search p50 0.74 -> 1.75 s).
+    if imports is not None:
         try:
-            first()
+            imports()
         except Exception:  # noqa: BLE001
-            log.exception("warming: %r failed", first)
+            log.exception("warming: %r failed", imports)
     if models:
         try:
             from .embedders import preload_text_models
@@ -70,9 +154,7 @@ def _warm(ws: "Workspace", models: bool, numba: bool, first: Callable[[], object
     if numba:
         from .analysis import warm_numba_cache
 
-        while idle is not None and idle() < IDLE_S:
-            time.sleep(0.5)
-
+        until_idle(idle, IDLE_S)
         try:
             warm_numba_cache(ws, background=False)  # logs its own failure
         except Exception:  # noqa: BLE001

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,25 +92,25 @@ class Workspace:
             self.catalog.set_meta("workspace_id", namespace)
         self.id = namespace
         self._owner_lock: OwnerLock | None = None
-        self.index: VectorIndex | None = None
-        self.index_damage: dict[str, str] = {}  # what the open-time probe found (set id or '*' -> reason)
+        self._index: VectorIndex | None = None
+        self._index_ready = False  # opened, and its opening chores (orphans, damage) done
+        self._index_open_lock = threading.RLock()  # the warm-up thread, the index worker and page runs race to open
+        self.index_damage: dict[str, str] = {}  # what the first open's probe found (set id or '*' -> reason)
+        self.rebuilt_at_open: list[str] = []  # the sets whose index the first open found damaged
         known_files: dict | None = None
-        if chroma_url:  # a server serialises writers itself
-            self.index = VectorIndex(self.path / "chroma", chroma_url, namespace)
-        else:
+        if not chroma_url:
             self._owner_lock = OwnerLock(self.path / "chroma.lock")
-            if self._owner_lock.try_acquire():  # probed first in a child when its files changed (never a segfault here)
+            if self._owner_lock.try_acquire():  # embedded Chroma itself opens at first use (see ``index``)
                 known_files = index_guard.known_files(self.catalog)
-                self.index, self.index_damage = index_guard.open_embedded(self.path / "chroma", self.catalog, namespace)
         self.vectors = VectorFiles(self.path / "cache" / "vectors", self.catalog.path)
         self.index_sync = IndexSync(self, known_files)
         self.engine = SearchEngine(self)
         self.datasets = DatasetsRepo(self)
         self.feature_sets = FeatureSetsRepo(self)
         remove_abandoned_imports(self)
-        self.index_sync.drop_orphans()
-        self.rebuilt_at_open = self.index_sync.rebuild_damaged()
-        self.note_index_files()
+        if chroma_url:  # a server serialises writers itself, and opening one imports nothing new
+            self._index = VectorIndex(self.path / "chroma", chroma_url, namespace)
+            self._after_index_open()
         self.index_sync.start()  # catches up, in the background, whatever earlier runs left behind
 
     @classmethod
@@ -123,27 +124,67 @@ class Workspace:
         files as good), the catalog, and give up the index's lock."""
         self.index_sync.stop()
         self.vectors.close()
-        if self.index is not None:
-            self.index.close()
-            self.note_index_files()
+        with self._index_open_lock:
+            if self._index is not None:
+                self._index.close()
+                self.note_index_files()  # after the close: it flushes the HNSW files
+                self._index, self._index_ready = None, False
         self.catalog.close()
         if self._owner_lock is not None:
-            self._owner_lock.release()
+            self._owner_lock.release()  # and with it the right to open the index
+
+    @property
+    def owns_index(self) -> bool:
+        """Whether this process keeps the index: a Chroma server's client, or the holder of
+        ``chroma.lock`` (embedded Chroma, opened or not yet)."""
+        return self._index is not None or (self._owner_lock is not None and self._owner_lock.fd is not None)
+
+    @property
+    def index_if_open(self) -> VectorIndex | None:
+        """The index if it is open already (None otherwise): for callers that must not open it.
+        While another thread opens it, waits for that open to finish (its opener sees it at once)."""
+        if self._index_ready or self._index is None:
+            return self._index if self._index_ready else None
+        with self._index_open_lock:
+            return self._index
+
+    @property
+    def index(self) -> VectorIndex | None:
+        """The Chroma index, opened at its first use (importing chromadb and probing its files
+        costs seconds: the app's first page does not wait for it); None when another process
+        owns it. The first open drops orphaned collections and rebuilds damaged ones
+        (``index_damage``, ``rebuilt_at_open``) before any other thread sees the index."""
+        if self._index_ready or not self.owns_index:
+            return self._index if self._index_ready else None
+        with self._index_open_lock:  # reentrant: the opening chores use the index themselves
+            if self._index is None and self.owns_index:
+                self._index, self.index_damage = index_guard.open_embedded(self.path / "chroma", self.catalog, self.id)
+                self._after_index_open()
+            return self._index
+
+    def _after_index_open(self) -> None:
+        self.index_sync.drop_orphans()
+        self.rebuilt_at_open = self.index_sync.rebuild_damaged()
+        self.note_index_files()
+        self._index_ready = True
 
     @property
     def index_location(self) -> str:
-        if self.index is not None:
-            return self.index.location
+        if self._index is not None:
+            return self._index.location
+        if self.owns_index:
+            return "embedded (opens at first use)"
         return f"embedded, owned by {self._owner_lock.holder()}"
 
     def require_index(self) -> VectorIndex:
         """The Chroma index, or a clear refusal when another process owns it."""
-        if self.index is None:
+        index = self.index
+        if index is None:
             raise WorkspaceBusy(
                 f"the Chroma index of {self.path} is held by {self._owner_lock.holder()}. Stop that process "
                 "(e.g. the app) and run this again, or use a Chroma server (FEATURELAB_CHROMA_URL) to share it"
             )
-        return self.index
+        return index
 
     def __enter__(self) -> "Workspace":
         return self

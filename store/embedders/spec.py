@@ -19,8 +19,10 @@ nothing from here at run time, so there is no import cycle.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import pickle
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -161,7 +163,7 @@ def _from_string(text: str) -> ModelSpec:
         raise InvalidInput(f"there is no file or folder {text} on this machine; give the full path of a model "
                            f"folder or checkpoint that is here")
     arch = text.partition("/")[0]
-    if arch in open_clip_architectures():
+    if is_open_clip_architecture(arch):
         return open_clip_spec(text)
     return sentence_spec(text)
 
@@ -325,6 +327,24 @@ def _architectures() -> frozenset[str]:
     import open_clip
 
     return frozenset(open_clip.list_models())
+
+
+@functools.lru_cache(maxsize=1)
+def _config_names() -> frozenset[str]:
+    """open_clip's architectures as its package lists them (one config file each), read
+    without importing it: that imports torch, seconds on a page that only names a model."""
+    found = importlib.util.find_spec("open_clip")
+    if found is None or not found.origin:
+        return frozenset()
+    return frozenset(f.stem for f in (Path(found.origin).parent / "model_configs").glob("*.json"))
+
+
+def is_open_clip_architecture(arch: str) -> bool:
+    """Whether ``arch`` names an open_clip architecture; imports open_clip only when it is
+    imported already (configs added at run time live in it) or the name is one of its files."""
+    if "open_clip" in sys.modules or arch in _config_names():
+        return arch in open_clip_architectures()
+    return False
 
 
 def open_clip_architectures() -> frozenset[str]:

@@ -125,7 +125,7 @@ class IndexSync:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every set's index is caught up (True), or ``timeout`` seconds passed."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.ws.index is not None and any(self.behind(s) for s in self._set_ids()):
+        while self.ws.owns_index and any(self.behind(s) for s in self._set_ids()):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             self._wake.set()
@@ -171,11 +171,11 @@ class IndexSync:
             if fs is not None:
                 self.ws.vectors.load(fs.id, fs.size)
             return True
-        if self.ws.index is None:
+        if not self.ws.owns_index:
             return False
-        for sid in self._set_ids():
+        for sid in self._set_ids():  # the index opens here only when some set is behind
             started = time.monotonic()
-            if self.step(sid):
+            if self.behind(sid) and self.step(sid):
                 self._halt.wait(REST * (time.monotonic() - started))
                 return True
         return False
@@ -184,8 +184,7 @@ class IndexSync:
     def step(self, sid: str, batch: int | None = None) -> bool:
         """Apply the set's tombstones, or else index its next ``batch`` features; False when
         it was caught up. Idempotent, so safe to redo after a crash."""
-        index = self.ws.index
-        if index is None:
+        if self.ws.index is None:
             return False
         with self._step_lock, exclusive(self.ws.path / "index-sync.lock"):
             wrote = self._apply_tombstones(sid) or self._upsert_next(sid, batch or STEP)
@@ -196,12 +195,12 @@ class IndexSync:
     def sync(self, set_id: str | None = None, batch: int | None = None) -> None:
         """Bring Chroma up to date with the catalog now, in this thread: tombstones first,
         then every feature written after the set's high-water mark."""
-        if self.ws.index is None:  # another process owns the index and catches up from the catalog
+        if not self.ws.owns_index:  # another process owns the index and catches up from the catalog
             return
         if set_id is None:
             self.drop_orphans()
         for sid in [set_id] if set_id else self._set_ids():
-            while self.step(sid, batch):
+            while self.behind(sid) and self.step(sid, batch):
                 pass
 
     def drop_orphans(self) -> None:
@@ -212,9 +211,12 @@ class IndexSync:
 
     def drop_set(self, set_id: str) -> None:
         """A deleted set's collection, dropped between steps (a step never recreates it)."""
-        if self.ws.index is not None:
+        # Not open: its first open drops it with the other orphans. Asked outside the step
+        # lock: an open under way takes that lock for its own chores, and this waits for it.
+        index = self.ws.index_if_open
+        if index is not None:
             with self._step_lock:
-                self.ws.index.drop(set_id)
+                index.drop(set_id)
                 self.note_files()
 
     def state(self, set_id: str) -> IndexState:
@@ -225,15 +227,15 @@ class IndexSync:
             " (SELECT COUNT(*) FROM index_tombstones WHERE feature_set_id=?1) FROM feature_sets WHERE id=?1",
             (set_id,))
         vectors, pending, tombstones = row if row is not None else (0, 0, 0)
-        return IndexState(vectors, pending, tombstones, self.ws.index is not None)
+        return IndexState(vectors, pending, tombstones, self.ws.owns_index)
 
     def ready(self, set_id: str) -> bool:
         """Whether an approximate search of the set may use the index now: it is caught up,
         or so little is missing that catching up here costs about a second."""
-        if self.ws.index is None:
+        if not self.ws.owns_index:
             return False
         if not self.behind(set_id):
-            return True
+            return self.ws.index is not None  # opens it at the first approximate search
         state = self.state(set_id)
         if state.pending + state.tombstones > self.inline_backlog:
             self._wake.set()
@@ -251,7 +253,8 @@ class IndexSync:
     def note_files(self) -> None:
         """Record the embedded index's HNSW files as good (this process wrote them whole)."""
         ws = self.ws
-        if ws.index is not None and ws.index.url is None:
+        index = ws.index_if_open
+        if index is not None and index.url is None:
             self._index_files = guard.note_files(ws.catalog, ws.path / "chroma", self._index_files)
 
     def _apply_tombstones(self, sid: str) -> bool:

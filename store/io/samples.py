@@ -278,7 +278,10 @@ def load_sample(
 
         embedder = load_embedder(TEXT_MODEL, device=device)
         fs = _get_or_create_set(ws, TEXT_SET, embedder.size, _model_dict(TEXT_MODEL, embedder.size), "embeddings")
-        help_items = [items[i] for i in range(len(photos) + len(digits), len(files)) if i in items]
+        # Shortest first: a batch of similar lengths pads little (MiniLM pads each batch to its
+        # longest text), several times faster than the topics in name order.
+        helps = sorted(range(len(photos) + len(digits), len(files)), key=lambda i: len(files[i].data))
+        help_items = [items[i] for i in helps if i in items]
         _embed_missing(ws, fs, help_items, lambda batch: embedder.embed_texts([it.text() for it in batch]),
                        16, "embedding help topics", tick, cancelled)
         report.feature_sets[fs.name] = fs.count()

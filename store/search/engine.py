@@ -228,7 +228,7 @@ class SearchEngine:
             return ""
         if clause.descending or plan.query.sort:
             return "approximate search ranks nearest first only: answered by exact search"
-        if self.ws.index is None:
+        if not self.ws.owns_index:
             return (f"the approximate index is kept by another process ({self.ws.index_location}): "
                     "answered by exact search")
         return (f"the approximate index of {plan.fs.name!r} is not ready "

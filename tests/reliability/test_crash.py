@@ -201,6 +201,9 @@ def _exportable(path):
         items[0].annotations.create("cat", (1, 1, 20, 20))
         fs = ws.feature_sets.create(name="s", size=128)
         fs.features.create_many(np.random.default_rng(0).standard_normal((60, 128)).astype(np.float32), items)
+        # Indexed now: else the timed run's worker opens Chroma and catches up beside the
+        # export, a window that later runs (the index caught up) no longer have.
+        assert ws.wait_for_index(120)
 
 
 def test_export_survives_kills(tmp_path, kills):
@@ -253,6 +256,7 @@ import store.index.sync
 store.index.sync.STEP = 50  # small steps: many moments to land a kill between and inside them
 from store import Workspace
 ws = Workspace.open(sys.argv[1])
+ws.require_index()  # Chroma opens at first use: opened before "ready", the kills land in the build
 print("ready", flush=True)
 ws.wait_for_index()
 """

@@ -33,7 +33,8 @@ from store import Filters, Workspace
 values = np.random.default_rng(11).standard_normal((%d, %d)).astype(np.float32)
 with Workspace.open(sys.argv[1]) as ws:
     fs = ws.feature_sets.get(feature_set_name="s")
-    out = {"damage": ws.index_damage, "rebuilt": ws.rebuilt_at_open, "check": ws.check_index(fs.id)}
+    check = ws.check_index(fs.id)  # the first use opens the index: its probe reports here
+    out = {"damage": ws.index_damage, "rebuilt": ws.rebuilt_at_open, "check": check}
     for approximate in (False, True):
         out[str(approximate)] = [[(i.name, i.distance) for i in ws.search(
             Filters().add_euclid(fs, values[q], k=10, approximate=approximate)).items] for q in %r]
@@ -124,17 +125,18 @@ def test_unchanged_files_are_not_probed_and_changed_ones_are(sound, tmp_path, ca
     shutil.copytree(source, path, copy_function=shutil.copy2)  # keeps the files' times
     caplog.set_level(logging.INFO, logger="store.index.guard")
     with Workspace.open(path) as ws:
-        assert ws.index_damage == {}
+        assert ws.require_index() is not None and ws.index_damage == {}
     assert "probed" not in caplog.text  # the open-time cost of a sound index: one directory walk
 
     header = _segment(path) / "header.bin"
     os.utime(header, ns=(header.stat().st_atime_ns, header.stat().st_mtime_ns + 1_000_000))
     with Workspace.open(path) as ws:
-        assert ws.index_damage == {} and ws.rebuilt_at_open == []
+        assert "probed" not in caplog.text  # not at the open: at the index's first use
+        assert ws.require_index() is not None and ws.index_damage == {} and ws.rebuilt_at_open == []
     assert "probed the Chroma index" in caplog.text and "sound" in caplog.text
     caplog.clear()
-    with Workspace.open(path):  # the probe's verdict was recorded
-        pass
+    with Workspace.open(path) as ws:  # the probe's verdict was recorded
+        ws.require_index()
     assert "probed" not in caplog.text
     _same_answers(_searches(path), want)
 

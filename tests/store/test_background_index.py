@@ -2,11 +2,15 @@
 the owning process brings Chroma up to date afterwards, and an approximate search before it
 has caught up answers exactly and says so."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from store import Filters, Workspace
+from tests.conftest import ROOT
 
 
 def _set_with_vectors(ws, n=300, size=8, seed=0):
@@ -120,3 +124,32 @@ def test_set_deletion_while_the_worker_builds_leaves_no_collection(ws_embedded, 
     fs.delete()
     assert ws.wait_for_index(60)
     assert [c.name for c in ws.index.client.list_collections() if fs.id in c.name] == []
+
+
+def test_the_index_opens_at_its_first_use_and_its_lock_is_held_from_the_open(tmp_path, monkeypatch, run_cli):
+    monkeypatch.delenv("FEATURELAB_CHROMA_URL", raising=False)
+    path = tmp_path / "cli-ws"
+    with Workspace.open(path) as ws:
+        ws.index_sync.stop()  # no worker: only this test's calls may open the index
+        fs, items, values = _set_with_vectors(ws, n=30)
+        fs.features.create_many(values, items)
+        assert ws.index_if_open is None and ws.owns_index  # neither the open nor the writes opened Chroma
+        assert not (path / "chroma" / "chroma.sqlite3").exists()
+        assert ws.index_state(fs.id).owned and "opens at first use" in ws.info()["chroma"]
+        # Another process is refused the index all the same: the lock was taken at the open.
+        refused = run_cli("repair", ok=False)
+        assert refused.returncode == 2 and f"held by pid {os.getpid()}" in refused.stderr
+        hits = ws.search(Filters().add_euclid(fs, values[4], k=2, approximate=True))  # the first use
+        assert hits.note == "" and hits.items[0].id == items[4].id
+        assert ws.index_if_open is ws.index and ws.index.count(fs.id) == 30
+
+
+def test_opening_a_workspace_imports_no_chromadb(tmp_path):
+    script = ("import sys; from store import Workspace; ws = Workspace.open(sys.argv[1]); "
+              "ws.feature_sets.create(name='s', size=2); ws.wait_for_index(30); "
+              "print('chromadb' in sys.modules, ws.index_if_open is None); ws.close()")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("FEATURELAB_CHROMA_URL", None)
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ws")], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.stdout.split() == ["False", "True"], out.stderr

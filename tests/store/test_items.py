@@ -7,7 +7,10 @@ from tests.conftest import jpeg_bytes, png_bytes
 
 def test_workspace_layout_and_wal(ws_embedded):
     root = ws_embedded.path
-    assert (root / "catalog.db").exists() and (root / "blobs").is_dir() and (root / "chroma").is_dir()
+    assert (root / "catalog.db").exists() and (root / "blobs").is_dir()
+    assert not (root / "chroma").exists()  # Chroma opens at its first use
+    ws_embedded.require_index()
+    assert (root / "chroma").is_dir()
     assert ws_embedded.catalog.scalar("PRAGMA journal_mode") == "wal"
 
 
