@@ -44,7 +44,7 @@ def test_open_search_map_and_import_a_chroma_folder(page, server, tmp_path):
 
     choose(page, "collections:method", "PCA")
     click(page, "collections:project")
-    lasso(page)  # the left half: one cluster
+    lasso(page, chart_key="collections:chart")  # the left half: one cluster
     expect(page.get_by_text("12 selected")).to_be_visible(timeout=30_000)
     chosen = [c for c in table_cells_when(page, lambda c: len(c) > 0, index=3) if c[:1] in ("l", "r") and c[1:].isdigit()]
     assert len(chosen) == 12 and len({c[0] for c in chosen}) == 1  # one whole cluster
