@@ -27,7 +27,7 @@ FORK_SERVER = r"""
 import json, os, sys
 import numpy, PIL.Image, torch, open_clip, chromadb, chromadb.api.rust, store, store.embedders.job, store.io.transfer
 import sentence_transformers, store.cli
-print("up", flush=True)
+print("up", json.dumps(dict(os.environ)), flush=True)  # as its imports left it
 job = None
 while line := sys.stdin.readline():
     req = json.loads(line)
@@ -60,10 +60,12 @@ class ForkServer:
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
         env.pop("FEATURELAB_CHROMA_URL", None)
-        self.env = env  # what every child starts with (modules read some of it at import)
         self.proc = subprocess.Popen([sys.executable, "-c", FORK_SERVER], env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
-        assert self.proc.stdout.readline().strip() == "up", "the fork server did not start"
+        up, _, loaded = self.proc.stdout.readline().partition(" ")
+        assert up == "up", "the fork server did not start"
+        self.env: dict[str, str] = json.loads(loaded)  # what every child starts with
+        self.set_by_imports = {k for k in self.env if env.get(k) != self.env[k]}  # torch's KMP_*, say
         self.dir = Path(tempfile.mkdtemp(prefix="featurelab-fork-"))
         atexit.register(self.stop)
 
@@ -111,50 +113,68 @@ def is_zombie(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
-# `python -m store ARGS` in a child: the environment and folder it is given, then the module
-# run as -m runs it; its exit status is the program's (no teardown of the preloaded modules).
-_STORE_MAIN = r"""
-import atexit, json, os, runpy, sys, threading
+# `python -c CODE ARGS` in a child: the environment and folder it is given, then CODE as -c
+# runs it; its exit status is the program's (no teardown of the preloaded modules).
+_PYTHON_C = r"""
+import atexit, json, os, sys, threading, traceback
 os.environ.clear()
 os.environ.update(json.loads(sys.argv[1]))
 os.chdir(sys.argv[2])
+code, sys.argv = sys.argv[3], ["-c", *sys.argv[4:]]
 print("ready", flush=True)
-sys.argv = ["python -m store", *sys.argv[3:]]
 try:
-    runpy.run_module("store", run_name="__main__", alter_sys=True)
-    code = 0
+    exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+    status = 0
 except SystemExit as exc:
-    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     if isinstance(exc.code, str):
         print(exc.code, file=sys.stderr)
+except BaseException:
+    traceback.print_exc()
+    status = 1
 threading._shutdown()
 atexit._run_exitfuncs()
 sys.stdout.flush()
 sys.stderr.flush()
-os._exit(code)
+os._exit(status)
 """
+
+# `python -m store` is this, run by -c.
+_STORE_MAIN = "import runpy\nrunpy.run_module('store', run_name='__main__', alter_sys=True)\n"
 
 # Read at run time (or, pytest's own, by nothing under test), so a child may differ from the
 # server in them; any other difference (a variable some module read when the server imported
 # it) needs a fresh interpreter.
-_RUNTIME_ENV = {"FEATURELAB_HOME", "PYTEST_CURRENT_TEST"}
+_RUNTIME_ENV = {"FEATURELAB_HOME", "NUMBA_CACHE_DIR", "PYTEST_CURRENT_TEST"}  # numba: not preloaded
 
 
 def _can_fork(env: dict[str, str]) -> bool:
-    """Whether a child of the server sees what a fresh interpreter with ``env`` would see."""
-    base = server().env
-    return all(env.get(k) == base.get(k) for k in set(env) | set(base) if k not in _RUNTIME_ENV)
+    """Whether a child of the server sees what a fresh interpreter with ``env`` would see:
+    the same environment but for what is read at run time, and what the preloaded imports
+    set themselves (a fresh interpreter's imports set it too)."""
+    fs = server()
+    return all(env.get(k) == fs.env.get(k) or (k in fs.set_by_imports and k not in env)
+               for k in set(env) | set(fs.env) if k not in _RUNTIME_ENV)
 
 
-def run_store(args: list[str], env: dict[str, str], cwd: Path, *, fresh: bool = False,
-              timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m store *args` with ``env`` in ``cwd``: forked from the preloaded server,
-    or in a fresh interpreter when ``fresh`` or when ``env`` differs from the server's in
-    more than what is read at run time. Output as subprocess.run(capture_output=True,
-    text=True) gives it."""
-    argv = [sys.executable, "-m", "store", *args]
+def run_python(code: str, args: list[str], env: dict[str, str], cwd: Path | str = ".", *, fresh: bool = False,
+               timeout: float = 300, argv: list[str] | None = None) -> subprocess.CompletedProcess:
+    """`python -c code *args` with ``env`` in ``cwd``: forked from the preloaded server, or
+    in a fresh interpreter when ``fresh`` or when ``env`` differs from the server's in more
+    than what is read at run time. Output as subprocess.run(capture_output=True, text=True)
+    gives it; a crash is a negative status, as there."""
+    argv = argv or [sys.executable, "-c", code, *args]
     if fresh or not _can_fork(env):
         return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
-    pid, out, err = spawn(_STORE_MAIN, json.dumps(env), str(cwd), *args)
-    code = server().wait()
-    return subprocess.CompletedProcess(argv, code, out.read_text()[len("ready\n"):], err.read_text())
+    fs = server()
+    env = {**{k: fs.env[k] for k in fs.set_by_imports if k not in env}, **env}  # as the imports would set them
+    pid, out, err = spawn(_PYTHON_C, json.dumps(env), str(Path(cwd).resolve()), code, *args)
+    status = fs.wait()
+    return subprocess.CompletedProcess(argv, status, out.read_text()[len("ready\n"):], err.read_text())
+
+
+def run_store(args: list[str], env: dict[str, str], cwd: Path | str, *, fresh: bool = False,
+              timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m store *args`, as ``run_python`` runs code."""
+    return run_python(_STORE_MAIN, list(args), env, cwd, fresh=fresh, timeout=timeout,
+                      argv=[sys.executable, "-m", "store", *args])
