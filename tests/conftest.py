@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from store import Workspace  # noqa: E402
+from tests.forkserver import run_store  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -116,13 +117,15 @@ def jpeg_bytes(width: int = 40, height: int = 30, color=(10, 120, 200)) -> bytes
 
 @pytest.fixture
 def run_cli(tmp_path):
-    """Run `python -m store` in a subprocess against a workspace under tmp_path."""
-    def run(*args: str, ok: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m store` in a process of its own against a workspace under tmp_path:
+    forked from the preloaded interpreter of tests/forkserver.py (seconds of imports saved
+    per run), or a fresh interpreter with ``fresh=True`` or an environment the preloaded one
+    was not started with."""
+    def run(*args: str, ok: bool = True, env_extra: dict | None = None, fresh: bool = False):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATURELAB_HOME": str(tmp_path / "cli-ws")}
         env.pop("FEATURELAB_CHROMA_URL", None)
         env.update(env_extra or {})
-        proc = subprocess.run([sys.executable, "-m", "store", *args], capture_output=True, text=True, env=env,
-                              cwd=tmp_path, timeout=300)
+        proc = run_store(list(args), env, tmp_path, fresh=fresh)
         if ok and proc.returncode != 0:
             raise AssertionError(f"exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
         return proc

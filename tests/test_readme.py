@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.forkserver import run_store
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -38,8 +40,7 @@ def test_command_line_examples_run(tmp_path):
     outputs = []
     for line in lines:
         args = line.split()[3:]
-        proc = subprocess.run([sys.executable, "-m", "store", *args], cwd=tmp_path, env=_env(tmp_path),
-                              capture_output=True, text=True, timeout=300)
+        proc = run_store(args, _env(tmp_path), tmp_path)  # forked from a preloaded interpreter
         assert proc.returncode == 0, f"{line}\n{proc.stderr}"
         outputs.append(proc.stdout)
     assert "created dataset pets" in outputs[0]

@@ -30,15 +30,23 @@ def texts(at: AppTest) -> str:
 
 
 def wait_for_job(at: AppTest, key: str, timeout: float = 240) -> AppTest:
-    """Rerun the page until the background job under ``key`` has finished."""
+    """Block on the background job under ``key`` (its thread), then rerun the page once:
+    no page reruns while it works (each one a whole run of the app, competing with the
+    job for the CPU)."""
+    from components.jobs import wait_for
+
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = at.session_state[f"job:{key}"] if f"job:{key}" in at.session_state else None
-        if job is not None and not job.running:
-            return at.run()
-        time.sleep(0.5)
+    slot = f"job:{key}"
+    while slot not in at.session_state:  # started by a run still to come
+        if time.time() > deadline:
+            raise AssertionError(f"job {key} never started in {timeout} s")
+        time.sleep(0.1)
         at.run()
-    raise AssertionError(f"job {key} still running after {timeout} s")
+    job = at.session_state[slot]
+    wait_for(job, max(0.0, deadline - time.time()))
+    if job.running:
+        raise AssertionError(f"job {key} still running after {timeout} s")
+    return at.run()
 
 
 def png(color=(200, 30, 30), size=(32, 24)) -> bytes:

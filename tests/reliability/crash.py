@@ -7,110 +7,19 @@ reruns the job uninterrupted.
 """
 from __future__ import annotations
 
-import atexit
 import hashlib
-import json
 import os
 import random
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 from store import Workspace
+from tests.forkserver import is_zombie, server, spawn
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-# The jobs run in processes forked from a server that has imported the store, Chroma, torch
-# and open_clip once (as multiprocessing's forkserver does): a fresh interpreter per run
-# spends 1 to 4 s importing them, which at 20 kills per kind would be most of the test's
-# time. A job process runs its script as `python -c` would and exits as the interpreter does
-# (non-daemon threads joined, atexit handlers run), but without tearing down the preloaded
-# modules one by one (2 s with torch loaded, and no part of any job).
-FORK_SERVER = r"""
-import json, os, sys
-import numpy, PIL.Image, torch, open_clip, chromadb, chromadb.api.rust, store, store.embedders.job, store.io.transfer
-print("up", flush=True)
-job = None
-while line := sys.stdin.readline():
-    req = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        job = req
-        break
-    print(pid, flush=True)
-    sys.stdin.readline()  # reaped only when asked: until then a finished job stays a zombie, so its pid is not reused
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
-if job is None:
-    sys.exit(0)
-for fd, path, flags in ((0, os.devnull, os.O_RDONLY), (1, job["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-                        (2, job["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
-    os.dup2(os.open(path, flags, 0o644), fd)
-sys.argv = ["-c", *job["args"]]
-exec(compile(job["job"], "<string>", "exec"), {"__name__": "__main__"})
-print("end", flush=True)  # the job's code ran to its end: a kill after this is not mid-job
-import atexit, threading
-threading._shutdown()
-atexit._run_exitfuncs()
-sys.stdout.flush()
-os._exit(0)
-"""
-
-
-class _ForkServer:
-    """One per test session, started on first use, stopped at exit."""
-
-    def __init__(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-        env.pop("FEATURELAB_CHROMA_URL", None)
-        self.proc = subprocess.Popen([sys.executable, "-c", FORK_SERVER], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
-        assert self.proc.stdout.readline().strip() == "up", "the fork server did not start"
-        self.dir = Path(tempfile.mkdtemp(prefix="featurelab-crash-"))
-        atexit.register(self.stop)
-
-    def start(self, job: str, args: tuple[str, ...]) -> tuple[int, Path, Path]:
-        out, err = self.dir / "out", self.dir / "err"
-        out.write_text("")
-        self.proc.stdin.write(json.dumps({"job": job, "args": list(args), "out": str(out), "err": str(err)}) + "\n")
-        return int(self.proc.stdout.readline()), out, err
-
-    def wait(self) -> int:
-        """The exit code of the job started last (negative: killed by that signal)."""
-        self.proc.stdin.write("reap\n")
-        return int(self.proc.stdout.readline())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            self.proc.wait(30)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-_server: _ForkServer | None = None
-
-
-def _spawn(job: str, *args: str) -> tuple[int, Path, Path]:
-    """Start the job; return once it has printed ``ready``: (pid, stdout file, stderr file)."""
-    global _server
-    if _server is None:
-        _server = _ForkServer()
-    pid, out, err = _server.start(job, args)
-    deadline = time.monotonic() + 120
-    while not out.read_text().startswith("ready\n"):
-        if time.monotonic() > deadline or _is_zombie(pid):
-            os.kill(pid, signal.SIGKILL)
-            raise AssertionError(f"job {pid} never said ready (exit {_server.wait()}): {err.read_text()[-3000:]}")
-        time.sleep(0.002)
-    return pid, out, err
-
-
-def _is_zombie(pid: int) -> bool:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+# The jobs run in processes forked from one preloaded interpreter (tests/forkserver.py): a
+# fresh interpreter per run spends seconds importing torch and the rest, which at 20 kills
+# per kind would be most of the test's time.
 
 
 def run_child(job: str, *args: str, kill_after: float | None = None) -> tuple[list[str], int]:
@@ -122,11 +31,11 @@ def run_child(job: str, *args: str, kill_after: float | None = None) -> tuple[li
 
 def _run(job: str, args: tuple[str, ...], kill_after: float | None) -> tuple[list[str], int, bool]:
     """(lines, exit code, whether the job's code had run to its end)."""
-    pid, out, err = _spawn(job, *args)
+    pid, out, err = spawn(job, *args)
     if kill_after is not None:
         time.sleep(kill_after)
         os.kill(pid, signal.SIGKILL)  # a job that has ended is a zombie until reaped: this is a no-op then
-    code = _server.wait()
+    code = server().wait()
     if kill_after is None:
         assert code == 0, err.read_text()[-3000:]
     words = out.read_text().split()[1:]
@@ -137,12 +46,12 @@ def _run(job: str, args: tuple[str, ...], kill_after: float | None) -> tuple[lis
 def timed_run(job: str, *args: str) -> float:
     """Seconds from the job's ``ready`` to the end of its code: the window in which a kill
     lands mid-job."""
-    pid, out, err = _spawn(job, *args)
+    pid, out, err = spawn(job, *args)
     start = time.perf_counter()
-    while not out.read_text().endswith("end\n") and not _is_zombie(pid):
+    while not out.read_text().endswith("end\n") and not is_zombie(pid):
         time.sleep(0.001)
     seconds = time.perf_counter() - start
-    code = _server.wait()
+    code = server().wait()
     assert code == 0, err.read_text()[-3000:]
     return seconds
 

@@ -12,8 +12,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import pytest
 
 from store import Workspace
 from tests.conftest import ROOT
+from tests.forkserver import run_python
 
 N, SIZE = 1200, 16  # past Chroma's flush threshold (1000), so the HNSW files hold the vectors
 VALUES = np.random.default_rng(11).standard_normal((N, SIZE)).astype(np.float32)
@@ -45,8 +44,7 @@ print(json.dumps(out))
 def _searches(path: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("FEATURELAB_CHROMA_URL", None)
-    proc = subprocess.run([sys.executable, "-c", SEARCH, str(path)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = run_python(SEARCH, [str(path)], env)  # a process of its own, forked from a preloaded one
     assert proc.returncode == 0, f"exit {proc.returncode} (a crash is negative): {proc.stderr[-3000:]}"
     return json.loads(proc.stdout.splitlines()[-1])
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from hypothesis.stateful import (
 
 from store import Filters, Workspace
 from tests.conftest import ROOT, png_bytes
+from tests.forkserver import run_python
 
 PAYLOADS = [b"alpha", b"beta", b"gamma", png_bytes(20, 10, (9, 9, 9)), png_bytes(30, 20, (200, 1, 1))]
 SIZES = {"item": 3, "annotation": 2}
@@ -185,8 +184,9 @@ class StoreMachine(RuleBasedStateMachine):
     def reopen_in_fresh_process(self):
         self.ws.close()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        out = subprocess.run([sys.executable, "-c", DUMP, str(self.path), self.chroma_url or ""], env=env,
-                             capture_output=True, text=True, timeout=120, check=True).stdout
+        done = run_python(DUMP, [str(self.path), self.chroma_url or ""], env)  # forked from a preloaded one
+        assert done.returncode == 0, done.stderr[-3000:]
+        out = done.stdout
         dumped = json.loads(out)
         assert dumped["items"] == sorted(self.items)
         assert dumped["features"] == {f"{s}|{e}": v.tobytes().hex() for (s, e), v in self.features.items()}

@@ -99,5 +99,5 @@ def test_the_featurelab_script_runs_what_python_m_store_runs(run_cli, tmp_path):
     env.pop("FEATURELAB_CHROMA_URL", None)
     for args, status in ((["--help"], 0), (["items", "--dataset", "nope"], 2)):
         ours = subprocess.run([str(script), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-        reference = run_cli(*args, ok=False)
+        reference = run_cli(*args, ok=False, fresh=True)  # a whole interpreter, as the script's
         assert (ours.returncode, ours.stdout, ours.stderr) == (status, reference.stdout, reference.stderr)

@@ -4,8 +4,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 
@@ -19,6 +17,7 @@ from store.embedders import (
     query_vector,
 )
 from tests.conftest import ROOT
+from tests.forkserver import run_python
 from tests.store.embed_models import (
     TEXTS, cosine_rows, encode, generated_images, reference_clip, reference_image_vectors, reference_text_vectors,
     sample_photos, save_tiny_clip_dir,
@@ -189,8 +188,7 @@ def test_a_kill_mid_job_leaves_whole_features_and_a_rerun_finishes(tmp_path, tin
         items = _upload(ds, pictures)
         create_feature_set(ws, "s", f"local-dir:{tiny_dir}")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "ws")], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_python(KILL_SCRIPT, [str(tmp_path / "ws")], env)  # its own process, forked from a preloaded one
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
 
     with Workspace.open(tmp_path / "ws") as ws:
