@@ -42,7 +42,7 @@ def page_sources() -> list[Path]:
 
 def warm_up() -> None:
     """Once per server process, after the first page is drawn (app.py calls it after every
-    page; later calls cost nothing): the text models, the pages' imports, then umap's
+    page; later calls cost nothing): the pages' imports, the text models, then umap's
     kernels, in the background (``store.warmup.warm_up_app``)."""
     try:
         ws = workspace()
