@@ -26,7 +26,6 @@ _GUARD = threading.Lock()
 
 
 IDLE_S = 3.0  # umap's kernels start compiling only after this long without a click
-IMPORT_IDLE_S = 0.2  # each page import starts only after this long without a run (not during a click)
 STUCK_S = 120.0  # a run "in progress" for longer was stopped without reaching its end (a rerun)
 
 
@@ -60,13 +59,11 @@ def until_idle(idle: Callable[[], float] | None, seconds: float) -> None:
         time.sleep(0.05 if seconds < 1 else 0.5)
 
 
-def import_modules_of(sources: Iterable[Path], before_each: Callable[[], None] | None = None) -> list[str]:
+def import_modules_of(sources: Iterable[Path]) -> list[str]:
     """Import what ``sources`` import, at their top or inside a function, and touch the
     names they take (a wing's top loads its parts on first access), so that the first visit
     of a page runs the page, not a second of imports. Read from their own import
-    statements: a page that imports something new is covered without a list. ``before_each()``
-    runs before each module (the app's waits for a pause between runs: a measured click
-    that met this import took 2 to 7 times as long under load)."""
+    statements: a page that imports something new is covered without a list."""
     wanted: dict[str, set[str]] = {}  # module -> names taken from it
     for source in sorted(sources):
         for node in ast.walk(ast.parse(Path(source).read_text(encoding="utf-8"))):
@@ -76,8 +73,6 @@ def import_modules_of(sources: Iterable[Path], before_each: Callable[[], None] |
                 for alias in node.names:
                     wanted.setdefault(alias.name, set())
     for name, attributes in sorted(wanted.items()):
-        if before_each is not None:
-            before_each()
         try:
             module = importlib.import_module(name)
             for attribute in attributes:
@@ -97,8 +92,8 @@ def warm_up_app(ws: "Workspace", sources: Iterable[Path], activity: Activity) ->
     models = os.environ.get("FEATURELAB_WARM_MODELS", "1") != "0"
     paths = list(sources)
 
-    def imports() -> list[str]:  # one module at a time, each in a pause between the user's runs
-        return import_modules_of(paths, lambda: until_idle(activity.idle_seconds, IMPORT_IDLE_S))
+    def imports() -> list[str]:  # all at once, right after the first page (see ``_warm``)
+        return import_modules_of(paths)
     return warm_up(ws, models=models, numba=os.environ.get("FEATURELAB_WARM_NUMBA", "1") != "0",
                    imports=imports if models else None, idle=activity.idle_seconds)
 
@@ -135,9 +130,9 @@ def warm_up(ws: "Workspace", *, models: bool = True, numba: bool = True,
 def _warm(ws: "Workspace", models: bool, numba: bool, imports: Callable[[], object] | None,
           idle: Callable[[], float] | None) -> None:
     started = time.perf_counter()
-    # The page imports before the models, though a first text search then waits for both:
-    # with the models first (bench/app_clicks.py, load 4 to 7) the imports fell into the
-    # first warm clicks and made them 2 to 4 times slower (text search p50 0.74 -> 1.75 s).
+    # The page imports before the models, all at once, though a first text search then waits
+    # for both (bench/app_clicks.py): with the models first, or each import paced into the
+    # pauses between runs, the imports fell into the first warm clicks (2 to 4 times slower).
     if imports is not None:
         try:
             imports()
