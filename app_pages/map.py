@@ -107,6 +107,11 @@ def map_frame_for(ws: Workspace, fs: FeatureSet, projection: Any, color_by: str,
     return frame
 
 
+def item_ids_of(rows: pd.DataFrame) -> list[str]:
+    """The items of these map rows, once each, in order (an annotation set has many rows per item)."""
+    return [i for i in dict.fromkeys(rows["item_id"]) if i]
+
+
 def draw_selection(ws: Workspace, fs: FeatureSet, chosen: list[str], item_ids: list[str], scope: Scope,
                    *, of_first: int | None = None) -> None:
     """The lassoed points (``chosen``, entity ids): save or export them, search from them, and
@@ -161,8 +166,7 @@ def draw_large_map(ws: Workspace, fs: FeatureSet, projection: Any, scope: Scope,
         return
     chosen = projection.entity_ids[rows].tolist()
     first = chosen[:GALLERY_LIMIT]
-    item_ids = [i for i in dict.fromkeys(point_table(ws, fs, first)["item_id"]) if i]
-    draw_selection(ws, fs, chosen, item_ids, scope, of_first=len(first))
+    draw_selection(ws, fs, chosen, item_ids_of(point_table(ws, fs, first)), scope, of_first=len(first))
 
 
 def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, Any], scope: Scope) -> None:
@@ -188,8 +192,7 @@ def draw_map(ws: Workspace, fs: FeatureSet, projection: Any, params: dict[str, A
     event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"), key="map:chart")
     chosen = selected_entity_ids(event, frame)
     if chosen:
-        rows = frame[frame["entity_id"].isin(chosen)]
-        draw_selection(ws, fs, chosen, [i for i in dict.fromkeys(rows["item_id"]) if i], scope)
+        draw_selection(ws, fs, chosen, item_ids_of(frame[frame["entity_id"].isin(chosen)]), scope)
     elif params["dims"] == 2:
         st.caption("Drag on the map to draw a lasso (the box is in the chart's toolbar).")
 
