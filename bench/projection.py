@@ -3,11 +3,14 @@ defaults on the same vectors, in the same run. Figures go to bench/README.md ("P
 
     .venv/bin/python bench/projection.py               # 20k x 512, plus fresh-process costs
     .venv/bin/python bench/projection.py --n 100000    # the large case (minutes on a CPU)
+    .venv/bin/python bench/projection.py --n 1000000   # a map through landmarks (umap-learn: most of an hour)
 
 Prints: the fixed cost of a first map in a new process (numba compile, then the workspace's
 numba cache); in one warm process (A) each library's first large map, then (B) alternating
 rounds with both fully warm; the quality of each map, including the GPU path's torch layout
 run on the CPU; the exact kNN builders (PyTorch against NumPy); a revisit from the cache.
+Above ``projection.LANDMARKS_ABOVE`` (where featurelab maps through landmarks on a CPU) it
+runs ``large()`` instead: one map each, both libraries warm, quality on a 5,000-point sample.
 """
 from __future__ import annotations
 
@@ -107,6 +110,40 @@ def quality(values: np.ndarray, labels: np.ndarray, coords: np.ndarray, sample: 
     return trustworthiness(x, y, n_neighbors=15), float((lab[d.argmin(1)] == lab).mean())
 
 
+def large(values: np.ndarray, labels: np.ndarray, path: Path, ids: list[str]) -> None:
+    """One map each of a large set, both warm (umap-learn's NNDescent compiled on 5,000 points
+    first, so its timed call is its work alone), and their quality on a 5,000-point sample."""
+    import umap
+
+    with Workspace.open(path) as ws:
+        ws.index_sync.stop()  # Chroma's catch-up would share the cores with both timed maps
+        ws.matrix(ws.feature_sets.resolve("main"))  # the vector files up to date, as after any load
+        projection.warm_numba_cache(ws, background=False)
+        umap.UMAP().fit_transform(values[:5000])  # above 4096 points: NNDescent, compiled now
+        print(f"warm: both libraries compiled; load {os.getloadavg()[0]:.1f}", flush=True)
+        fs = ws.feature_sets.resolve("main")
+        stages: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def note(stage: str, _fraction: float) -> None:
+            stages.setdefault(stage, time.perf_counter() - clock)
+
+        ours_s, ours = timed(lambda: projection.project(ws, fs, progress=note))
+        print(f"featurelab project(), seed 42: {ours_s:.1f} s, stages start at "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + f"\n  {ours.details}", flush=True)
+        index_of = {e: i for i, e in enumerate(ids)}
+        aligned = np.array([index_of[e] for e in ours.entity_ids])
+        trust, same = quality(values[aligned], labels[aligned], ours.coords, sample=5000)
+        print(f"  trustworthiness {trust:.3f}, nearest on map in same cluster {same:.3f}; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+        base_s, base = timed(lambda: umap.UMAP().fit_transform(values))
+        base_trust, base_same = quality(values, labels, base, sample=5000)
+        print(f"umap-learn UMAP().fit_transform: {base_s:.1f} s\n  trustworthiness {base_trust:.3f}, "
+              f"nearest on map in same cluster {base_same:.3f}; load {os.getloadavg()[0]:.1f}")
+    print(f"\nratio umap-learn / featurelab: {base_s / ours_s:.2f}x (target >= 2); "
+          f"trustworthiness difference {trust - base_trust:+.3f} (target within 0.02)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
@@ -124,7 +161,11 @@ def main() -> None:
     path = folder / "ws"
     setup, ids = timed(lambda: build_workspace(path, values))
     index_of = {e: i for i, e in enumerate(ids)}
-    print(f"workspace with {args.n} items and vectors built in {setup:.0f} s\n")
+    print(f"workspace with {args.n} items and vectors built in {setup:.0f} s\n", flush=True)
+    if args.n > projection.LANDMARKS_ABOVE:
+        large(values, labels, path, ids)
+        shutil.rmtree(folder, ignore_errors=True)
+        return
 
     if not args.skip_fresh:
         shutil.rmtree(path / "cache" / "numba", ignore_errors=True)

@@ -8,6 +8,7 @@ bounds a block's memory), in PyTorch (a CUDA GPU when there is one) or, for ``ex
 only, in NumPy where torch is not installed:
 
 - ``exact_knn``: each row's k nearest rows, itself first, as umap wants them;
+- ``knn_against``: each query row's k nearest rows of another matrix (the map's landmarks);
 - ``top_lists``: each row's smallest keys to other rows, each pair computed once (the upper
   triangle of blocks) and offered to both its rows;
 - ``range_pairs`` / ``range_rows``: every pair whose key is under a per-row limit.
@@ -94,51 +95,80 @@ def exact_knn(
     return indices, _neighbour_distances(data, indices)
 
 
-def _knn_blocks_torch(data: np.ndarray, k: int, block: int, device: str, progress) -> np.ndarray:
+def knn_against(
+    queries: np.ndarray, base: np.ndarray, k: int, *, device: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exact k nearest rows of ``base`` to each row of ``queries`` (Euclidean):
+    ``(indices int64 (m, k), distances float32 (m, k))``, ascending. ``device`` as ``exact_knn``."""
+    device = knn_device(device)
+    k = min(k, len(base))
+    centre = base.mean(axis=0, dtype=np.float64).astype(np.float32)  # as exact_knn: precise float32 keys
+    data = np.ascontiguousarray(base - centre, dtype=np.float32)
+    asked = np.ascontiguousarray(queries - centre, dtype=np.float32)
+    block = block_rows(len(data), device)
+    if device == "numpy":
+        indices = _knn_blocks_numpy(data, k, block, progress, asked)
+    else:
+        indices = _knn_blocks_torch(data, k, block, device, progress, asked)
+    return indices, _neighbour_distances(data, indices, asked)
+
+
+def _knn_blocks_torch(data: np.ndarray, k: int, block: int, device: str, progress,
+                      queries: np.ndarray | None = None) -> np.ndarray:
+    """Each row's (of ``queries``, else of ``data`` itself: itself first) k nearest rows of ``data``."""
     torch = import_torch()
     with torch.inference_mode():
         x = torch.from_numpy(data).to(device)
+        q = x if queries is None else torch.from_numpy(queries).to(device)
         sq = (x * x).sum(dim=1)
-        out = torch.empty((len(data), k), dtype=torch.int64, device=device)
-        for start in range(0, len(data), block):
-            stop = min(start + block, len(data))
-            key = keys(torch, x, sq, slice(start, stop))
-            rows = torch.arange(stop - start, device=device)
-            key[rows, rows + start] = -torch.inf  # itself first, even among exact duplicates
+        out = torch.empty((len(q), k), dtype=torch.int64, device=device)
+        for start in range(0, len(q), block):
+            stop = min(start + block, len(q))
+            key = torch.addmm(sq[None, :], q[start:stop], x.T, alpha=-2.0)
+            if queries is None:
+                rows = torch.arange(stop - start, device=device)
+                key[rows, rows + start] = -torch.inf  # itself first, even among exact duplicates
             out[start:stop] = torch.topk(key, k, dim=1, largest=False, sorted=True).indices
             if progress:
-                progress(stop / len(data))
+                progress(stop / len(q))
         return out.cpu().numpy()
 
 
-def _knn_blocks_numpy(data: np.ndarray, k: int, block: int, progress) -> np.ndarray:
+def _knn_blocks_numpy(data: np.ndarray, k: int, block: int, progress, queries: np.ndarray | None = None) -> np.ndarray:
     sq = np.einsum("ij,ij->i", data, data)
-    out = np.empty((len(data), k), dtype=np.int64)
-    for start in range(0, len(data), block):
-        stop = min(start + block, len(data))
-        key = sq[None, :] - 2.0 * (data[start:stop] @ data.T)
-        rows = np.arange(stop - start)
-        key[rows, rows + start] = -np.inf
+    q = data if queries is None else queries
+    out = np.empty((len(q), k), dtype=np.int64)
+    for start in range(0, len(q), block):
+        stop = min(start + block, len(q))
+        key = sq[None, :] - 2.0 * (q[start:stop] @ data.T)
+        if queries is None:
+            rows = np.arange(stop - start)
+            key[rows, rows + start] = -np.inf
         part = np.argpartition(key, k - 1, axis=1)[:, :k]
         order = np.argsort(np.take_along_axis(key, part, axis=1), axis=1, kind="stable")
         out[start:stop] = np.take_along_axis(part, order, axis=1)
         if progress:
-            progress(stop / len(data))
+            progress(stop / len(q))
     return out
 
 
-def _neighbour_distances(data: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Distances measured directly (not from the product), re-sorted after the point itself."""
+def _neighbour_distances(data: np.ndarray, indices: np.ndarray, queries: np.ndarray | None = None) -> np.ndarray:
+    """Distances measured directly (not from the product), re-sorted (after the point itself
+    when the rows are ``data``'s own)."""
+    q = data if queries is None else queries
+    first = 1 if queries is None else 0
     dists = np.empty(indices.shape, dtype=np.float32)
     step = max(1, 2**24 // max(indices.shape[1] * data.shape[1], 1))  # ~64 MB of differences
-    for start in range(0, len(data), step):
+    for start in range(0, len(q), step):
         rows = indices[start : start + step]
-        diff = data[rows] - data[start : start + len(rows), None, :]
+        diff = data[rows] - q[start : start + len(rows), None, :]
         dists[start : start + len(rows)] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-    order = np.argsort(dists[:, 1:], axis=1, kind="stable") + 1
-    indices[:, 1:] = np.take_along_axis(indices, order, axis=1)
-    dists[:, 1:] = np.take_along_axis(dists, order, axis=1)
-    dists[:, 0] = 0.0
+    order = np.argsort(dists[:, first:], axis=1, kind="stable") + first
+    indices[:, first:] = np.take_along_axis(indices, order, axis=1)
+    dists[:, first:] = np.take_along_axis(dists, order, axis=1)
+    if first:
+        dists[:, 0] = 0.0
     return dists
 
 
@@ -212,5 +242,5 @@ def range_rows(
     return np.concatenate(a_list), np.concatenate(b_list)
 
 
-__all__ = ["block_rows", "exact_knn", "exact_matmul", "import_torch", "keys", "knn_device", "range_pairs",
+__all__ = ["block_rows", "exact_knn", "exact_matmul", "import_torch", "keys", "knn_against", "knn_device", "range_pairs",
            "range_rows", "top_lists", "upper_blocks"]

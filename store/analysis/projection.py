@@ -17,6 +17,12 @@ optimisation there as batched tensor operations, after umap-learn has built the 
 and the spectral initialisation. The exact graph is ``store.analysis.knn.exact_knn``; the
 table a map colours by is ``store.analysis.tables.point_table``.
 
+Above ``LANDMARKS_ABOVE`` vectors on a CPU (with an exact metric), the map is made through
+landmarks (``landmark_coords``): the pipeline above runs on ``LANDMARKS`` random points, and
+every other point is placed at the weighted mean of its nearest landmarks' places (exact
+neighbours in the PCA space, ``store.analysis.knn.knn_against``). A million points then cost
+a map of 50,000 plus one blocked scan, where umap-learn's own run takes most of an hour here.
+
 A projection is cached under ``<workspace>/cache/projections/<set id>/`` keyed by the set's
 version, the parameters and the dataset scope (``dataset_id``: only that dataset's points are
 projected, so a copy of the items in another dataset does not double the map): a revisit
@@ -51,7 +57,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 from ..records import FeatureSet
-from .knn import exact_knn, knn_device
+from .knn import exact_knn, knn_against, knn_device
 from .layout import torch_layout
 from .scope import scope_rows
 from .tables import TABLE_COLUMNS, map_frame, point_table  # noqa: F401  (callers import them from here too)
@@ -71,13 +77,20 @@ PCA_ABOVE = 30_000  # larger sets are reduced to PCA_DIMS before the kNN graph
 PCA_DIMS = 50
 EXACT_CPU_MAX = 50_000  # without a GPU, larger sets use NNDescent (faster there)
 UMAP_SMALL = 4096  # below this umap-learn computes an exact graph itself for any metric
+# Without a GPU, larger sets are mapped through landmarks: UMAP of a random LANDMARKS of them,
+# then every other point placed among its nearest landmarks (``landmark_coords``).
+LANDMARKS_ABOVE = 200_000
+LANDMARKS = 50_000
+PLACE_COARSE_EVERY = 50  # a point's candidate landmarks: the PLACE_CANDIDATES nearest to its
+PLACE_CANDIDATES = 256   # nearest coarse landmark (one in PLACE_COARSE_EVERY)
 LAYOUT_PROGRESS_SECONDS = 0.2  # how often the layout reports its epochs
 PIPELINE_VERSION = 1  # bump when a change alters coordinates: older cache files are then ignored
 # Stages, in order, with the share of the overall fraction each one covers.
-STAGES = {"load": (0.0, 0.05), "pca": (0.05, 0.15), "neighbors": (0.15, 0.5), "layout": (0.5, 0.97),
-          "save": (0.97, 1.0), "done": (1.0, 1.0), "cached": (1.0, 1.0)}
+STAGES = {"load": (0.0, 0.05), "pca": (0.05, 0.15), "neighbors": (0.15, 0.5), "layout": (0.5, 0.9),
+          "place": (0.9, 0.97), "save": (0.97, 1.0), "done": (1.0, 1.0), "cached": (1.0, 1.0)}
 STAGE_LABELS = {"load": "loading vectors", "pca": "reducing with PCA", "neighbors": "finding neighbours",
-                "layout": "laying out the map", "save": "saving", "done": "done", "cached": "loaded from cache"}
+                "layout": "laying out the map", "place": "placing the points among the landmarks",
+                "save": "saving", "done": "done", "cached": "loaded from cache"}
 
 # umap runs numba kernels in parallel; one fit at a time keeps concurrent sessions from
 # oversubscribing the cores (and from re-entering numba's thread pool).
@@ -355,12 +368,12 @@ def pca_coords(values: np.ndarray, dims: int) -> np.ndarray:
 
 def umap_coords(
     values: np.ndarray, params: dict, report: Progress, n_epochs: int | None = None,
-    layout_device: str | None = None,
+    layout_device: str | None = None, landmarks: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """UMAP coordinates. ``layout_device``: None runs umap-learn's own layout (numba, CPU); a
-    torch device runs ``torch_layout`` there instead (the default on a CUDA GPU)."""
-    import umap  # imported (with the cache configured) by the caller
-
+    torch device runs ``torch_layout`` there instead (the default on a CUDA GPU).
+    ``landmarks``: lay out that many random points and place the rest among them
+    (``landmark_coords``); None: ``LANDMARKS`` above ``LANDMARKS_ABOVE`` points on a CPU, else all."""
     n, d = values.shape
     metric, dims = params["metric"], params["dims"]
     if n < dims + 3:
@@ -372,9 +385,88 @@ def umap_coords(
         data = pca_coords(data, PCA_DIMS)
         details["pca_first"] = PCA_DIMS
         report("pca", 1.0)
-    k = min(params["n_neighbors"], n - 1)
     if layout_device is None and knn_device() == "cuda":
         layout_device = "cuda"
+    if landmarks is None and layout_device is None and n > LANDMARKS_ABOVE and metric in EXACT_METRICS:
+        landmarks = LANDMARKS
+    if landmarks is not None and landmarks < n:
+        coords, how = landmark_coords(data, params, report, landmarks, n_epochs, layout_device)
+    else:
+        coords, how = _umap_layout(data, params, report, n_epochs, layout_device)
+    return coords, details | how
+
+
+def landmark_coords(
+    data: np.ndarray, params: dict, report: Progress, landmarks: int, n_epochs: int | None = None,
+    layout_device: str | None = None,
+) -> tuple[np.ndarray, dict]:
+    """A map of many points at the cost of a map of ``landmarks``: UMAP lays out a random
+    sample of that many (seeded by ``params['seed']``), then each other point goes to the
+    weighted mean of its ``n_neighbors`` nearest landmarks' places (exact neighbours in
+    ``data``'s space, weighted as UMAP weighs a neighbourhood: the nearest fully, the farther
+    falling off by the row's mean extra distance). ``data`` as UMAP sees it (prepared, PCA)."""
+    n = len(data)
+    chosen = np.sort(np.random.default_rng(params["seed"]).choice(n, landmarks, replace=False))
+    placed_coords, details = _umap_layout(data[chosen], params, report, n_epochs, layout_device)
+    report("place", 0.0)
+    started = time.perf_counter()
+    rest = np.ones(n, dtype=bool)
+    rest[chosen] = False
+    rest = np.flatnonzero(rest)
+    k = min(params["n_neighbors"], landmarks)
+    indices, dists = nearest_landmarks(data[rest], data[chosen], k, progress=lambda f: report("place", f))
+    coords = np.empty((n, placed_coords.shape[1]), dtype=np.float32)
+    coords[chosen] = placed_coords
+    coords[rest] = _among(placed_coords, indices, dists)
+    details.update(landmarks=landmarks, place_seconds=round(time.perf_counter() - started, 3))
+    return coords, details
+
+
+def nearest_landmarks(
+    points: np.ndarray, marks: np.ndarray, k: int, progress: Callable[[float], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``points``, k of the nearest ``marks`` (indices, distances, ascending): exact
+    among the ``PLACE_CANDIDATES`` marks nearest to the point's nearest coarse mark (one mark in
+    ``PLACE_COARSE_EVERY``). Two small scans instead of points x marks: 1M x 50k x 50 would be
+    most of an hour of products on two cores, this is a minute."""
+    k = min(k, len(marks))
+    coarse = marks[:: PLACE_COARSE_EVERY]  # marks are a random sample: so is every n-th of them
+    candidates, _ = knn_against(coarse, marks, max(k, min(PLACE_CANDIDATES, len(marks))))
+    cell = knn_against(points, coarse, 1, progress=(lambda f: progress(0.5 * f)) if progress else None)[0][:, 0]
+    order = np.argsort(cell, kind="stable")
+    bounds = np.searchsorted(cell[order], np.arange(len(coarse) + 1))
+    indices = np.empty((len(points), k), dtype=np.int64)
+    dists = np.empty((len(points), k), dtype=np.float32)
+    for c in range(len(coarse)):
+        rows = order[bounds[c] : bounds[c + 1]]
+        if len(rows):
+            near, dists[rows] = knn_against(points[rows], marks[candidates[c]], k)
+            indices[rows] = candidates[c][near]
+        if progress and c % 50 == 49:
+            progress(0.5 + 0.5 * (c + 1) / len(coarse))
+    return indices, dists
+
+
+def _among(coords: np.ndarray, indices: np.ndarray, dists: np.ndarray) -> np.ndarray:
+    """Each row's place: the weighted mean of ``coords[indices]`` (weights 1 for the nearest,
+    exp(-extra / mean extra) beyond it)."""
+    extra = dists - dists[:, :1]
+    scale = extra.mean(axis=1, keepdims=True)
+    weights = np.exp(-extra / np.where(scale > 0, scale, 1.0))
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.einsum("ij,ijk->ik", weights, coords[indices]).astype(np.float32)
+
+
+def _umap_layout(
+    data: np.ndarray, params: dict, report: Progress, n_epochs: int | None, layout_device: str | None,
+) -> tuple[np.ndarray, dict]:
+    """The kNN graph and the layout of ``data`` (prepared, reduced): coordinates and how."""
+    import umap  # imported (with the cache configured) by the caller
+
+    n = len(data)
+    metric, dims = params["metric"], params["dims"]
+    k = min(params["n_neighbors"], n - 1)
+    details: dict[str, Any] = {}
     report("neighbors", 0.0)
     started = time.perf_counter()
     knn, details["knn"] = _neighbour_graph(data, k, metric, params["seed"], report)

@@ -173,6 +173,62 @@ def test_exact_knn_matches_brute_force_with_itself_first(device):
     assert (np.diff(dists, axis=1) >= 0).all()
 
 
+@pytest.mark.parametrize("device", sorted({"numpy", knn.knn_device()}))
+def test_knn_against_matches_brute_force(device):
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(400, 12)).astype(np.float32) + 30  # far from the origin
+    queries = rng.normal(size=(150, 12)).astype(np.float32) + 30
+    queries[5] = base[7]  # a query on a base row finds it at distance 0
+    indices, dists = knn.knn_against(queries, base, 6, device=device)
+    assert indices.shape == dists.shape == (150, 6) and indices[5, 0] == 7 and dists[5, 0] == 0
+    brute_d, brute_i = NearestNeighbors(n_neighbors=6, algorithm="brute").fit(base.astype(np.float64)).kneighbors(
+        queries.astype(np.float64))
+    assert np.allclose(dists, brute_d, atol=1e-3) and (np.diff(dists, axis=1) >= 0).all()
+    assert (indices == brute_i).mean() > 0.99  # ties aside, the same rows
+
+
+def test_nearest_landmarks_are_true_distances_and_exact_when_the_candidates_cover_them(monkeypatch):
+    values, labels = clusters(300, k=5, dim=10, seed=4)
+    marks, points = values[::3], np.delete(values, np.s_[::3], axis=0)
+    point_labels = np.delete(labels, np.s_[::3])
+    indices, dists = proj.nearest_landmarks(points, marks, 7)
+    measured = np.linalg.norm(points[:, None, :] - marks[indices], axis=2)
+    assert np.allclose(dists, measured, atol=1e-3) and (np.diff(dists, axis=1) >= 0).all()
+    assert (labels[::3][indices] == point_labels[:, None]).mean() > 0.99  # within the point's own blob
+    monkeypatch.setattr(proj, "PLACE_CANDIDATES", len(marks))  # every mark a candidate: exact
+    exact_i, exact_d = knn.knn_against(points, marks, 7)
+    indices, dists = proj.nearest_landmarks(points, marks, 7)
+    assert np.allclose(dists, exact_d, atol=1e-4)
+
+
+def test_a_large_set_is_mapped_through_landmarks_as_well_as_whole(ws_embedded, monkeypatch):
+    """Above LANDMARKS_ABOVE (on a CPU) UMAP lays out LANDMARKS random points and places the
+    rest among their nearest: clusters stay apart and the map is as trustworthy as UMAP of all."""
+    from sklearn.manifold import trustworthiness
+
+    if knn.knn_device() == "cuda":
+        pytest.skip("on a GPU the whole set is laid out")
+    proj.import_umap(ws_embedded)
+    monkeypatch.setattr(proj, "LAYOUT_PROGRESS_SECONDS", 0.0)
+    values, labels = clusters(400, k=4, dim=32, seed=8)
+    fs, ids = make_set(ws_embedded, values, name="big")
+    monkeypatch.setattr(proj, "LANDMARKS_ABOVE", 1000)
+    monkeypatch.setattr(proj, "LANDMARKS", 300)
+    seen = []
+    p = proj.project(ws_embedded, fs, progress=lambda stage, fraction: seen.append(stage))
+    assert p.details["landmarks"] == 300 and "place" in seen and p.coords.shape == (1600, 2)
+    row_of = {e: i for i, e in enumerate(ids)}
+    rows = np.array([row_of[e] for e in p.entity_ids])
+    assert agreement_of_nearest(p.coords, labels[rows]) > 0.95
+    whole, _ = proj.umap_coords(values[rows], p.params, proj.Progress(None), landmarks=len(values))
+    assert "landmarks" not in _
+    trust = trustworthiness(values[rows], p.coords, n_neighbors=15)
+    assert trust >= trustworthiness(values[rows], whole, n_neighbors=15) - 0.02
+    assert proj.project(ws_embedded, fs).from_cache  # cached as any map
+
+
 def cells(column: pd.Series) -> list:
     """Column values with pandas' missing markers (None or NaN by dtype) as None."""
     return [None if pd.isna(v) else v for v in column]
