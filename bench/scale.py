@@ -31,13 +31,15 @@ the vectors, ctx.held).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -576,15 +578,36 @@ def main() -> None:
                    help="largest n of the near-duplicate steps (exact is n^2: about 25 h at 1M here)")
     p.add_argument("--tmp", default=None, help="folder for the workspaces (default: the system's)")
     p.add_argument("--skip", action="append", default=[], help="skip the steps whose name holds this (repeatable)")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # run the one size of --sizes here, write its points there
     args = p.parse_args()
     STEPS[:] = [s for s in STEPS if not any(word in s.name for word in args.skip)]
     sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [n for n in SIZES if n <= args.max] or [args.max]
+    if args.child:
+        compressed.warm()  # the int8 kernels compile once per process, not inside the first int8 step
+        out: dict[str, dict[int, Point]] = {}
+        run_size(sizes[0], args, out)
+        Path(args.child).write_text(json.dumps({name: {n: asdict(p) for n, p in points.items()}
+                                                for name, points in out.items()}))
+        return
     print(f"bench/scale.py: {sizes} x {args.dim}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}", flush=True)
-    compressed.warm()  # the int8 kernels compile once per process, not inside the first int8 step
+    report(each_size_alone(sizes), sizes)
+
+
+def each_size_alone(sizes: list[int]) -> dict[str, dict[int, Point]]:
+    """Each size in a new process: its peak memory starts from nothing the size before left
+    (Chroma's clients, the allocator's free pages), and a size that fails leaves the others."""
     out: dict[str, dict[int, Point]] = {}
     for n in sizes:
-        run_size(n, args, out)
-    report(out, sizes)
+        with tempfile.TemporaryDirectory() as tmp:
+            points = Path(tmp) / "points.json"
+            code = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--sizes", str(n), "--child", str(points)]
+                                  ).returncode
+            if code or not points.exists():
+                print(f"  n={n:>9,}: its process failed (exit code {code}); the table leaves it out", flush=True)
+                continue
+            for name, by_n in json.loads(points.read_text()).items():
+                out.setdefault(name, {}).update({int(k): Point(**v) for k, v in by_n.items()})
+    return out
 
 
 if __name__ == "__main__":
