@@ -21,7 +21,8 @@ Capped below --max, because at 1M they take hours on this machine (2 shared core
 builds (--approx-max, default 100k: 350 s faiss and 604 s Chroma at 100k under load, growing
 as n^1.5, so about 3 h and 5 h at 1M); Chroma's index catch-up (--index-max: 1,000 to 3,000
 vectors a second); near-duplicates (--duplicates-max: exact is n^2, about 25 h at 1M under
-load; approximate needs the index caught up). A capped step prints "skipped".
+load; approximate needs the index caught up). A capped step prints "skipped". Each size
+runs in a process of its own, so its peak memory does not start from what the last one left.
 
 Steps are data: STEPS lists Step(name, run, baseline), where run(ctx) returns seconds (or
 None when skipped) and baseline names the step it is compared with. A new row joins by
