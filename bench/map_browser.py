@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _table import print_table  # noqa: E402
 from store import Workspace  # noqa: E402
 from store.analysis.projection import project  # noqa: E402
 from store_search import clustered  # noqa: E402
@@ -73,6 +74,13 @@ def draw_and_lasso(page, url: str, n: int) -> tuple[float, float, int]:
     return draw_s, lasso_s, selected
 
 
+def row(label: object, runs: list[tuple[float, float, int]]) -> list[str]:
+    """One table row: the first draw, then the later ones' median; the lasso's median; points lassoed."""
+    later = statistics.median(r[0] for r in runs[1:]) if len(runs) > 1 else float("nan")
+    return [str(label), f"{runs[0][0]:.2f} s, then {later:.2f} s", f"{statistics.median(r[1] for r in runs):.2f} s",
+            str(runs[-1][2])]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=100_000)
@@ -96,12 +104,8 @@ def main() -> None:
                     results[n].append(draw_and_lasso(page, app.url, n))
                     context.close()
             browser.close()
-    print("| points | draw the cached map: first visit, then each later one | lasso to gallery (median) | points lassoed |")
-    print("| --- | --- | --- | --- |")
-    for n, runs in results.items():
-        later = statistics.median(r[0] for r in runs[1:]) if len(runs) > 1 else float("nan")
-        print(f"| {n} | {runs[0][0]:.2f} s, then {later:.2f} s | {statistics.median(r[1] for r in runs):.2f} s "
-              f"| {runs[-1][2]} |")
+    print_table(["points", "draw the cached map: first visit, then each later one", "lasso to gallery (median)",
+                 "points lassoed"], [row(n, runs) for n, runs in results.items()])
     big, small = results[a.n], results[a.baseline_n]
     print(f"{a.n} vs {a.baseline_n} points, same run: first draw {big[0][0] / small[0][0]:.1f}x, "
           f"lasso {statistics.median(r[1] for r in big) / statistics.median(r[1] for r in small):.1f}x the time "

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from map_browser import DIM, build  # noqa: E402
+from _table import print_table  # noqa: E402
+from map_browser import DIM, build, row  # noqa: E402
 from tests.browser.app_server import CHROMIUM_ARGS, chromium_path, running_app  # noqa: E402
 from tests.browser.ui import goto, lasso, select, settle, widget  # noqa: E402
 
@@ -60,12 +61,6 @@ def rounds(browser, url: str, sizes: list[int], runs: int) -> dict[int, list[tup
     return results
 
 
-def row(label: str, runs: list[tuple[float, float, int]]) -> str:
-    later = statistics.median(r[0] for r in runs[1:]) if len(runs) > 1 else float("nan")
-    return (f"| {label} | {runs[0][0]:.2f} s, then {later:.2f} s | {statistics.median(r[1] for r in runs):.2f} s "
-            f"| {runs[-1][2]} |")
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=1_000_000)
@@ -91,12 +86,11 @@ def main() -> None:
             with running_app(home, Path(tmp) / "b.log", warm_numba=False, warm_models=False) as app:
                 dense = rounds(browser, app.url, [a.baseline_n], a.runs)
             browser.close()
-    print("| map | draw the cached map: first visit, then each later one (median) | lasso to heading (median) "
-          "| points lassoed |")
-    print("| --- | --- | --- | --- |")
-    print(row(f"{a.baseline_n} points, plotly scattergl", default[a.baseline_n]))
-    print(row(f"{a.baseline_n} points, density image", dense[a.baseline_n]))
-    print(row(f"{a.n} points, density image", default[a.n]))
+    print_table(["map", "draw the cached map: first visit, then each later one (median)", "lasso to heading (median)",
+                 "points lassoed"],
+                [row(f"{a.baseline_n} points, plotly scattergl", default[a.baseline_n]),
+                 row(f"{a.baseline_n} points, density image", dense[a.baseline_n]),
+                 row(f"{a.n} points, density image", default[a.n])])
     big, base = default[a.n], default[a.baseline_n]
     print(f"{a.n} density vs {a.baseline_n} scattergl, same run: first draw {big[0][0] / base[0][0]:.2f}x, lasso "
           f"{statistics.median(r[1] for r in big) / statistics.median(r[1] for r in base):.2f}x the time "

@@ -35,7 +35,9 @@ def results_table(frame: pd.DataFrame, *, key: str, file_name: str = "search-res
         return
     st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}:table",
                  column_config={"distance": st.column_config.NumberColumn("distance", format="%.6f")})
-    # Made on the click, not on every rerun of the page that shows the table.
-    data = (lambda: (everything() if everything else frame).to_csv(index=False).encode())
+
+    def data() -> bytes:  # made on the click, not on every rerun of the page that shows the table
+        return (everything() if everything else frame).to_csv(index=False).encode()
+
     st.download_button("Download as CSV" + (" (every page)" if everything else ""), data, file_name=file_name,
                        mime="text/csv", key=f"{key}:csv", icon=":material/download:", on_click="ignore")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import functools
 import mimetypes
-import os
 import posixpath
 import re
 import unicodedata
@@ -13,11 +12,12 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from .env import env_number
 from .errors import InvalidInput
 
 # Pillow only warns between 1x and 2x its limit; featurelab refuses anything above 1x.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
-MAX_UPLOAD_BYTES = int(os.environ.get("FEATURELAB_MAX_UPLOAD_MB", "1024")) * 1024 * 1024
+MAX_UPLOAD_BYTES = env_number("FEATURELAB_MAX_UPLOAD_MB", 1024, "a whole number of megabytes, e.g. 1024") * 1024 * 1024
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 TEXT_EXTENSIONS = {".txt", ".md", ".csv", ".json", ".jsonl", ".tsv", ".html", ".xml", ".rst", ".py", ".yaml", ".yml"}
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+
+from ..env import env_number
 
 LARGE_MAP_ABOVE = 200_000  # above this many points a 2D map is drawn as a density image
 MAX_CATEGORIES = 10  # colours of their own; the rest share OTHER_COLOUR
@@ -29,8 +30,7 @@ _LIGHT, _DARK = np.array([158, 202, 225]), np.array([8, 48, 107])  # the uncolou
 def large_map_above() -> int:
     """How many points a 2D map may have before it is drawn as a density image:
     ``FEATURELAB_LARGE_MAP_ABOVE`` (tests set it low), else ``LARGE_MAP_ABOVE``."""
-    value = os.environ.get("FEATURELAB_LARGE_MAP_ABOVE", "").strip()
-    return int(value) if value else LARGE_MAP_ABOVE
+    return env_number("FEATURELAB_LARGE_MAP_ABOVE", LARGE_MAP_ABOVE, "a whole number of points, e.g. 200000")
 
 
 @dataclass(frozen=True)

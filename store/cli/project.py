@@ -58,7 +58,7 @@ def _missing(value) -> bool:
 
 def _writable(table):
     """Parquet wants one type per column: mixed or nested metadata values become text."""
-    for column in table.columns[table.dtypes == object]:
+    for column in table.columns[table.dtypes == object]:  # noqa: E721 - pandas: a mask over the columns
         values = [v for v in table[column] if not _missing(v)]
         if len({type(v) for v in values}) > 1 or any(isinstance(v, (dict, list)) for v in values):
             table[column] = [None if _missing(v) else json.dumps(v) if isinstance(v, (dict, list)) else str(v)

@@ -27,9 +27,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..env import env_number
+
 log = logging.getLogger(__name__)
 META_KEY = "chroma_hnsw_files"
-PROBE_TIMEOUT_S = float(os.environ.get("FEATURELAB_INDEX_PROBE_TIMEOUT", "900"))
+PROBE_TIMEOUT_S = env_number("FEATURELAB_INDEX_PROBE_TIMEOUT", 900.0, "a number of seconds, e.g. 900")
 
 
 def hnsw_files(chroma_dir: Path) -> dict[str, list[int]]:

@@ -96,7 +96,7 @@ def test_a_local_checkpoint_is_checked_at_once_and_linked(open_page, app_ws, tmp
 def test_delete_asks_first_and_lists_counts(open_page, app_ws):
     ds = app_ws.datasets.create("d")
     items = [r.item for r in ds.items.upload([("a.txt", b"a"), ("b.txt", b"b")])]
-    keep = app_ws.feature_sets.create(name="keep", size=2)
+    app_ws.feature_sets.create(name="keep", size=2)  # no vectors
     doomed = app_ws.feature_sets.create(name="doomed", size=3)
     doomed.features.create_many(np.ones((2, 3), np.float32), items)
     at = ok(open_page("app_pages/feature_sets.py"))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from store import InvalidInput
 from store.analysis import box_polygon, density_image, large_map_above, points_in_polygon
 
 
@@ -79,6 +80,15 @@ def test_the_threshold_comes_from_the_environment(monkeypatch):
     assert large_map_above() == 200_000
     monkeypatch.setenv("FEATURELAB_LARGE_MAP_ABOVE", "30")
     assert large_map_above() == 30
+
+
+@pytest.mark.parametrize("bad", ["lots", "1.5", "2e5"])
+def test_a_threshold_that_is_not_a_whole_number_says_what_to_set(monkeypatch, bad):
+    monkeypatch.setenv("FEATURELAB_LARGE_MAP_ABOVE", bad)
+    with pytest.raises(InvalidInput) as caught:
+        large_map_above()
+    message = str(caught.value)
+    assert "FEATURELAB_LARGE_MAP_ABOVE" in message and repr(bad) in message and "200000" in message
 
 
 @pytest.mark.parametrize("n", [1, 5])

@@ -113,7 +113,7 @@ def test_hidden_metadata_and_filters(ws_embedded):
     ds = ws_embedded.datasets.create("d")
     a = ds.items.upload_bytes(b"a", "a.txt", metadata={"user": {"label": "cat", "score": 3}}).item
     b = ds.items.upload_bytes(b"b", "b.txt", dir="/dogs", metadata={"user": {"label": "dog", "score": 7}}).item
-    c = ds.items.upload_bytes(png_bytes(), "c.png").item
+    ds.items.upload_bytes(png_bytes(), "c.png")
     b.update(hidden=True)
 
     def names(flt):

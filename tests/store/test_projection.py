@@ -149,7 +149,10 @@ def test_gpu_layout_run_on_the_cpu_repeats_and_keeps_clusters_apart(ws_embedded)
     code on the CPU must give the same map for a seed and a map as good as umap-learn's."""
     proj.import_umap(ws_embedded)
     values, labels = clusters(50, k=4, seed=6)
-    run = lambda seed: proj.umap_coords(values, proj.projection_params(seed=seed), proj.Progress(None), layout_device="cpu")
+
+    def run(seed):
+        return proj.umap_coords(values, proj.projection_params(seed=seed), proj.Progress(None), layout_device="cpu")
+
     first, details = run(5)
     assert details["layout"].startswith("torch (cpu)") and first.shape == (200, 2) and np.isfinite(first).all()
     assert np.array_equal(first, run(5)[0]) and not np.allclose(first, run(6)[0], atol=1e-3)
