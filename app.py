@@ -40,6 +40,9 @@ sections = {
     "Curate": [page("duplicates.py", "Duplicates and outliers", "content_copy")],
     "Chroma": [page("collections.py", "Chroma collections", "database")],
 }
-st.navigation(sections).run()
+try:
+    st.navigation(sections).run()
+finally:  # a page that stops or reruns early ends its run too (the warm-up and index worker wait on it)
+    ACTIVITY.busy()
 preload_plotly()
 warm_up()  # after the first page is drawn, never before it

@@ -87,8 +87,10 @@ def warm_up_app(ws: "Workspace", sources: Iterable[Path], activity: Activity) ->
     pages and components) import, then the text models, then umap's kernels once the user
     paused. ``FEATURELAB_WARM_MODELS=0`` skips the models and imports,
     ``FEATURELAB_WARM_NUMBA=0`` the kernels (page tests skip both: a background import of
-    torch racing the test's own import of it can leave torch half-initialised)."""
+    torch racing the test's own import of it can leave torch half-initialised). The index
+    worker starts no Chroma step while a page runs (``IndexSync.idle``)."""
     activity.busy()
+    ws.index_sync.idle = activity.idle_seconds
     models = os.environ.get("FEATURELAB_WARM_MODELS", "1") != "0"
     paths = list(sources)
 

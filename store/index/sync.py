@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -40,6 +40,7 @@ STEP = 500  # vectors per Chroma upsert step: about 0.2 s here when the machine 
 REST = 1.0  # the worker rests this many times the length of each Chroma step
 INLINE_BACKLOG = 2_000  # an approximate search catches up itself when this few are missing (about a second)
 QUIET_S = 0.5  # the worker starts a step only after writes paused this long
+APP_QUIET_S = 0.3  # and, in the app, after its last run ended this long ago (``IndexSync.idle``)
 POLL_S = 10.0  # and looks for work written by other processes this often
 
 _running: "weakref.WeakSet[IndexSync]" = weakref.WeakSet()
@@ -93,6 +94,10 @@ class IndexSync:
         self._thread: threading.Thread | None = None
         self.error: str | None = None  # the worker's last failure, shown by `info`
         self.inline_backlog = INLINE_BACKLOG
+        # Seconds since the app last served a user (0 while it does), set by the app's warm-up:
+        # a Chroma step holds the GIL, so none starts while a page runs (a 1M set's catch-up
+        # took 130 of 300 samples of a first map visit). None: no app, no wait.
+        self.idle: Callable[[], float] | None = None
 
     # ---- the worker ---------------------------------------------------------------------
     def start(self) -> None:
@@ -161,6 +166,12 @@ class IndexSync:
             self._halt.wait(QUIET_S - idle)
         return False
 
+    def _app_quiet(self) -> bool:
+        """Wait until the app has served no one for ``APP_QUIET_S``; False when stopping."""
+        while self.idle is not None and not self._halt.is_set() and self.idle() < APP_QUIET_S:
+            self._halt.wait(0.05)
+        return not self._halt.is_set()
+
     def _one_step(self) -> bool:
         """Do one unit of work (True), or find nothing left to do (False)."""
         if not self._quiet():
@@ -174,8 +185,10 @@ class IndexSync:
         if not self.ws.owns_index:
             return False
         for sid in self._set_ids():  # the index opens here only when some set is behind
+            if not (self.behind(sid) and self._app_quiet()):
+                continue
             started = time.monotonic()
-            if self.behind(sid) and self.step(sid):
+            if self.step(sid):
                 self._halt.wait(REST * (time.monotonic() - started))
                 return True
         return False

@@ -153,3 +153,21 @@ def test_opening_a_workspace_imports_no_chromadb(tmp_path):
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ws")], capture_output=True, text=True,
                          env=env, timeout=120)
     assert out.stdout.split() == ["False", "True"], out.stderr
+
+
+def test_the_worker_starts_no_chroma_step_while_the_app_serves_a_page(ws_embedded):
+    """In the app a Chroma step (which holds the GIL) waits until no page has run for a moment;
+    the vector files, which searches read, are still brought up to date meanwhile."""
+    from store.warmup import Activity
+
+    ws = ws_embedded
+    fs, items, values = _set_with_vectors(ws)
+    activity = Activity()
+    ws.index_sync.idle = activity.idle_seconds
+    activity.run_started()  # a page is running
+    fs.features.create_many(values, items)
+    ids = [i.id for i in items]
+    assert ws.search(Filters().add_euclid(fs, values[3], k=1)).items[0].id == ids[3]  # exact: no index needed
+    assert not ws.wait_for_index(2.0) and ws.index_state(fs.id).indexed == 0
+    activity.busy()  # the run ended
+    assert ws.wait_for_index(60) and ws.index.count(fs.id) == 300
