@@ -2,7 +2,9 @@
 Imports torch only when called."""
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import InvalidInput
@@ -59,3 +61,22 @@ def resolve_device(device: str | None = None, *, allow_numpy: bool = False) -> s
         return device
     choices = "cpu, cuda, cuda:N, mps or numpy" if allow_numpy else "cpu, cuda, cuda:N or mps"
     raise InvalidInput(f"unknown device {device!r}; use {choices}")
+
+
+
+@contextlib.contextmanager
+def one_cpu_thread(torch: Any, device: str, *, when: bool = True) -> Iterator[None]:
+    """Run torch's CPU work of the block on one thread (``when`` and the device is the CPU).
+    For small tensors (one query, a layout epoch) more threads only wait on each other, and
+    on a busy machine much worse: one MiniLM query 250 ms on torch's 2 threads, 30 ms on one,
+    with the app's browser on the other core (load 4.5, 2 cores). The count is the calling
+    thread's own (OpenMP's), so blocks in other threads neither see nor undo it."""
+    if not when or not str(device).startswith("cpu"):
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -7,6 +7,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..devices import one_cpu_thread
 from .knn import import_torch
 
 
@@ -38,17 +39,13 @@ def torch_layout(
     y = torch.from_numpy(np.ascontiguousarray(init, dtype=np.float32)).to(dev)
     generator = torch.Generator(device=dev)
     generator.manual_seed(seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
-    threads = torch.get_num_threads()
-    if dev.type == "cpu":  # per-epoch tensors are small: extra CPU threads only wait on each other
-        torch.set_num_threads(1)
-    try:
+    # Per-epoch tensors are small: extra CPU threads only wait on each other.
+    with one_cpu_thread(torch, dev.type):
         for epoch in range(n_epochs):
             _layout_epoch(torch, y, head, tail, every, every_negative, next_sample, next_negative, epoch, n_epochs,
                           a, b, generator)
             if progress and (epoch % 10 == 9 or epoch == n_epochs - 1):
                 progress((epoch + 1) / n_epochs)
-    finally:
-        torch.set_num_threads(threads)
     return y.cpu().numpy()
 
 

@@ -59,7 +59,7 @@ class OpenClipEmbedder(Embedder):
         return self.fast.batch(batch) if batch.dtype == torch.uint8 else batch
 
     def encode_prepared(self, batch: "torch.Tensor") -> np.ndarray:
-        with self._lock, devices.inference(self.device):
+        with self._lock, devices.inference(self.device, single=len(batch) == 1):
             return self.finish(self.model.encode_image(self.model_input(batch)))
 
     @property
@@ -83,7 +83,7 @@ class OpenClipEmbedder(Embedder):
         out = [np.zeros((0, self.size), np.float32)]
         for start in range(0, len(texts), step):
             tokens = self.tokenizer(list(texts[start : start + step])).to(self.device)
-            with self._lock, devices.inference(self.device):
+            with self._lock, devices.inference(self.device, single=len(tokens) == 1):
                 out.append(self.finish(self.model.encode_text(tokens)))
         return np.concatenate(out)
 

@@ -5,7 +5,7 @@ import contextlib
 import os
 from typing import Iterator
 
-from ..devices import resolve_device
+from ..devices import one_cpu_thread, resolve_device
 
 __all__ = ["resolve_device", "autocast_dtype", "inference", "default_batch_size", "default_workers"]
 
@@ -25,12 +25,13 @@ def autocast_dtype(device: str):
 
 
 @contextlib.contextmanager
-def inference(device: str) -> Iterator[None]:
-    """``torch.inference_mode`` plus autocast on CUDA."""
+def inference(device: str, *, single: bool = False) -> Iterator[None]:
+    """``torch.inference_mode`` plus autocast on CUDA; ``single`` (one query, not a batch):
+    on one CPU thread (``store.devices.one_cpu_thread``)."""
     import torch
 
     dtype = autocast_dtype(device)
-    with torch.inference_mode():
+    with torch.inference_mode(), one_cpu_thread(torch, device, when=single):
         if dtype is None:
             yield
         else:

@@ -27,7 +27,7 @@ class SentenceEmbedder(Embedder):
             raise InvalidInput("embed_texts takes a list of strings; wrap a single text in a list")
         if not len(texts):
             return np.zeros((0, self.size), np.float32)
-        with self._lock, devices.inference(self.device):
+        with self._lock, devices.inference(self.device, single=len(texts) == 1):
             # encode sorts by length and pads per batch; its result is the reference.
             out = self.model.encode(
                 list(texts), batch_size=batch_size or self.batch_size("text"), convert_to_tensor=True,

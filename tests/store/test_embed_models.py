@@ -195,6 +195,47 @@ def test_device_defaults_and_overrides():
         devices.resolve_device("tpu")
 
 
+
+def test_one_query_runs_on_one_cpu_thread_and_a_batch_on_all():
+    """A single text is embedded on one CPU thread (more only wait on each other, and far
+    worse on a busy machine); a batch keeps every thread, and the count comes back after."""
+    import threading
+
+    import torch
+
+    from store.devices import one_cpu_thread
+
+    emb = load_embedder(DEFAULT_TEXT_MODEL, "cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen: list[int] = []
+    hook = emb.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        emb.embed_texts(["one query"])
+        emb.embed_texts(TEXTS[:3])
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+        # The count is the thread's own: a block in another thread leaves this one's alone.
+        inside, leave = threading.Event(), threading.Event()
+
+        def other() -> None:
+            with one_cpu_thread(torch, "cpu"):
+                inside.set()
+                leave.wait(10)
+        worker = threading.Thread(target=other)
+        with one_cpu_thread(torch, "cpu"):
+            worker.start()
+            inside.wait(10)
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2  # the other block still runs
+        leave.set()
+        worker.join(10)
+        assert torch.get_num_threads() == 2
+        with one_cpu_thread(torch, "cuda"):  # not the CPU: nothing changes
+            assert torch.get_num_threads() == 2
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+
 # ---- the awkward image cases ---------------------------------------------------------------
 def _photo(size=(120, 80)) -> Image.Image:
     from sklearn.datasets import load_sample_images
