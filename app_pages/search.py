@@ -17,7 +17,7 @@ from components.scope import Scope, dataset_scope, remember_dataset
 from components.selection import selection_actions
 from components.search import (distance_ceiling, distance_histogram, embed_query, item_filter_conditions,
                                query_distances)
-from components.state import show_error, user_errors, workspace
+from components.state import ACTIVITY, show_error, user_errors, workspace
 from store import Dataset, Feature, FeatureSet, Filters, InvalidInput, Item, Pages, Workspace
 from store.search import MAX_K, PAGE_SIZES, parse_vector_or_id
 
@@ -233,22 +233,25 @@ def draw_result_heading(pages: Pages) -> None:
         st.info("Nothing matched: raise the max distance, loosen the filters, or check the feature set.")
 
 
-st.title("Search")
-st.caption("Nearest neighbours by true Euclidean distance, over every vector (exact search). The address bar "
-           "keeps the search: bookmark or share it.")
+@st.fragment
+def search_form(ws: Workspace, set_id: str | None, scope: Scope | None) -> None:
+    """The query, the limits and the results: a fragment, so that a slider step or a new
+    text reruns this part alone, not the pickers above it nor app.py's navigation (nor
+    their redraw in the browser). The set is read again on each rerun of the fragment."""
+    ACTIVITY.run_started()  # app.py notes a full run; a fragment's rerun skips app.py
+    try:
+        with user_errors():  # a fragment's rerun runs outside the page's own
+            _form_and_results(ws, set_id, scope)
+    finally:  # also when it stops early (st.rerun, st.switch_page): the warm-up waits on it
+        ACTIVITY.busy()
 
-with user_errors():
-    ws = workspace()
-    for problem in search_link.restore(ws):
-        show_error(problem[:1].upper() + problem[1:] + ".")
+
+def _form_and_results(ws: Workspace, set_id: str | None, scope: Scope | None) -> None:
     datasets = ws.datasets.list()
     names = {d.id: d.name for d in datasets}
-    fs = feature_set_picker(ws, "Feature set to search", key="search:set")
-    if fs is not None and fs.count() == 0:
-        st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
-    mode, query, filters, scope, limits = None, None, None, None, None
+    fs = ws.feature_sets.get(feature_set_id=set_id) if set_id is not None else None
+    mode, query, filters, limits = None, None, None, None
     if fs is not None:
-        scope = dataset_scope(ws, fs, key="search:scope", label="Search in")
         with user_errors():  # a bad query is said under the form; the URL still keeps the form
             mode = st.session_state.get("search:mode", MODES[0])
             mode, query = draw_query(ws, fs, datasets)
@@ -270,3 +273,18 @@ with user_errors():
         search_link.keep(search_link.current_state(
             fs, scope.dataset_id, "search:scope" in st.session_state and len(scope.counts) > 1, names, mode,
             limits.k, limits.distance_limit, shown_page, limits.page_size))
+
+
+st.title("Search")
+st.caption("Nearest neighbours by true Euclidean distance, over every vector (exact search). The address bar "
+           "keeps the search: bookmark or share it.")
+
+with user_errors():
+    ws = workspace()
+    for problem in search_link.restore(ws):
+        show_error(problem[:1].upper() + problem[1:] + ".")
+    fs = feature_set_picker(ws, "Feature set to search", key="search:set")
+    if fs is not None and fs.count() == 0:
+        st.warning(f"**{fs.name}** has no vectors yet: fill it on the **Embed** page (or import vectors).")
+    scope = dataset_scope(ws, fs, key="search:scope", label="Search in") if fs is not None else None
+    search_form(ws, fs.id if fs is not None else None, scope)

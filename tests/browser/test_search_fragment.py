@@ -1,0 +1,70 @@
+"""The Search page's form and results are a fragment (a slider step or a new text reruns
+them alone): in Chromium the results still follow the distance slider and the query, the
+pickers above keep their state, and the gallery's "Open" (a dialog inside the fragment) and
+"More like this" still work."""
+import numpy as np
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.ui import choose, fill, goto, result_card, select, settle, widget, widget_prefix
+
+pytestmark = pytest.mark.browser
+
+NOTES = {"near.txt": [1.0, 0.0, 0.0], "mid.txt": [0.0, 2.0, 0.0], "far.txt": [0.0, 0.0, 3.0]}
+
+
+def make_notes(home) -> None:
+    from store import Workspace
+
+    ws = Workspace.open(str(home))
+    try:
+        ds = ws.datasets.create("browser-fragment")
+        items = [r.item for r in ds.items.upload([(n, n.encode()) for n in NOTES], dir="/frag")]
+        fs = ws.feature_sets.create(name="browser-fragment-set", size=3)
+        ws.create_features(fs, np.array([NOTES[i.name] for i in items], np.float32), [i.id for i in items])
+    finally:
+        ws.close()
+
+
+def step_slider(page, key: str) -> None:
+    handle = widget_prefix(page, "search:maxd:").get_by_role("slider").first
+    handle.focus()
+    handle.press(key)
+    settle(page)
+
+
+def test_the_slider_and_the_query_rerun_the_results_inside_the_fragment(page, server):
+    make_notes(server["home"])
+    goto(page, server["url"], "search", "Search")
+    select(page, "search:set", "browser-fragment-set · size 3")
+    choose(page, "search:mode", "Vector or feature id")
+    fill(page, "search:vector", "1, 0, 0")
+    expect(page.get_by_role("heading", name="3 results")).to_be_visible()
+
+    # The distance slider to its left end (0): only the vector at distance 0 is left.
+    step_slider(page, "Home")
+    expect(page.get_by_role("heading", name="1 result", exact=True)).to_be_visible()
+    assert "/frag/near.txt · d=0.0000" in result_card(page, 0)
+    expect(widget(page, "search:results:cell:1")).to_have_count(0)
+    # The parts outside the fragment are still drawn, with their state.
+    expect(page.get_by_role("heading", name="Search", exact=True)).to_be_visible()
+    expect(widget(page, "search:set").get_by_role("combobox")).to_have_value("browser-fragment-set · size 3")
+    assert "max=0" in page.url  # the search link follows the fragment's reruns
+
+    # Back to the right end (no limit), and a new query: the results follow both.
+    step_slider(page, "End")
+    expect(page.get_by_role("heading", name="3 results")).to_be_visible()
+    fill(page, "search:vector", "0, 0, 3")
+    expect(widget(page, "search:results:cell:0")).to_contain_text("/frag/far.txt · d=0.0000", timeout=30_000)
+
+    # "Open" shows the item's dialog from inside the fragment; "More like this" searches by that item.
+    widget(page, "search:results:cell:0").get_by_role("button", name="Open").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("/frag/far.txt", timeout=30_000)
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    settle(page)
+    widget(page, "search:results:cell:0").get_by_role("button", name="More like this").click()
+    settle(page)
+    expect(widget(page, "search:mode").get_by_role("radio", name="Item")).to_be_checked()
+    expect(widget(page, "search:results:cell:0")).to_contain_text("/frag/far.txt · d=0.0000", timeout=30_000)
