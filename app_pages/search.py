@@ -22,6 +22,7 @@ from store import Dataset, Feature, FeatureSet, Filters, InvalidInput, Item, Pag
 from store.search import MAX_K, PAGE_SIZES, parse_vector_or_id
 
 MODES = ["Text", "Image", "Item", "Vector or feature id"]
+JSON_OPEN = "search:json-open"  # the filter JSON's expander is open
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
 
 
@@ -141,9 +142,13 @@ def query_filters(fs: FeatureSet, query: Any, limits: Limits) -> Filters:
 
 
 def draw_filter_json(filters: Filters | None) -> None:
-    """The form's query as JSON, and a box to run a typed filter JSON instead."""
-    with st.expander("Advanced: the filter JSON", expanded="search:custom" in st.session_state):
-        if filters is not None:
+    """The form's query as JSON, and a box to run a typed filter JSON instead. The JSON is
+    drawn only while the expander is open: highlighting its query vector (384 numbers and
+    more) cost every rerun of the page 25 to 55 ms in the browser, closed or not."""
+    box = st.expander("Advanced: the filter JSON", expanded="search:custom" in st.session_state,
+                      key=JSON_OPEN, on_change="rerun")
+    with box:
+        if filters is not None and box.open:
             st.caption("The current query, as JSON (`python -m store search --filter @query.json` runs it too):")
             st.code(json.dumps(filters.prepare(), indent=1), language="json")
         typed = st.text_area("Run a filter JSON (the seed's custom_filter, `forigen` and all)", key="search:json",

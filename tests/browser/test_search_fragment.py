@@ -1,6 +1,6 @@
 """The Search page's form and results are a fragment (a slider step or a new text reruns
 them alone): in Chromium the results still follow the distance slider and the query, the
-pickers above keep their state, and the gallery's "Open" (a dialog inside the fragment) and
+pickers above keep their state, the filter JSON shows once opened, and the gallery's "Open" (a dialog inside the fragment) and
 "More like this" still work."""
 import numpy as np
 import pytest
@@ -40,6 +40,12 @@ def test_the_slider_and_the_query_rerun_the_results_inside_the_fragment(page, se
     choose(page, "search:mode", "Vector or feature id")
     fill(page, "search:vector", "1, 0, 0")
     expect(page.get_by_role("heading", name="3 results")).to_be_visible()
+    # The query's JSON is drawn once its expander is opened (and then follows the form).
+    code = page.locator('[data-testid="stCode"]')
+    expect(code).to_have_count(0)
+    page.get_by_text("Advanced: the filter JSON").click()
+    settle(page)
+    expect(code.first).to_contain_text('"forigen"')
 
     # The distance slider to its left end (0): only the vector at distance 0 is left.
     step_slider(page, "Home")
@@ -50,6 +56,7 @@ def test_the_slider_and_the_query_rerun_the_results_inside_the_fragment(page, se
     expect(page.get_by_role("heading", name="Search", exact=True)).to_be_visible()
     expect(widget(page, "search:set").get_by_role("combobox")).to_have_value("browser-fragment-set · size 3")
     assert "max=0" in page.url  # the search link follows the fragment's reruns
+    expect(code.first).to_contain_text('"$lte": 0')
 
     # Back to the right end (no limit), and a new query: the results follow both.
     step_slider(page, "End")

@@ -46,7 +46,9 @@ def test_vector_search_shows_gallery_table_and_csv(open_page, space):
     assert any("the y axis" in t.value for t in at.text)  # a text item shows a snippet
     csv = at.download_button(key="search:results:csv")
     assert csv.label == "Download as CSV"
-    shown = json.loads(at.code[0].value)
+    assert not at.code  # the query's JSON is drawn only once its expander is opened
+    at.session_state["search:json-open"] = True  # what a click on the expander does
+    shown = json.loads(at.run().code[0].value)
     assert shown["join"]["on"]["forigen"] == "id"
     assert shown["join"]["filter"]["featureSetId"] == space["fs"].id
 
@@ -61,7 +63,8 @@ def test_k_and_max_distance_and_filters(open_page, space):
     maxd = next(s for s in at.slider if s.key.startswith("search:maxd:"))
     maxd.set_value(2.0).run()
     assert [n for n, _ in _table(ok(at))] == ["origin.png", "x1.png", "y2.txt"]
-    assert json.loads(at.code[0].value)["join"]["filter"]["value"]["$euclid"]["$euclidFilter"] == {"$lte": 2.0}
+    at.session_state["search:json-open"] = True
+    assert json.loads(at.run().code[0].value)["join"]["filter"]["value"]["$euclid"]["$euclidFilter"] == {"$lte": 2.0}
     at.selectbox(key="search:filters:hidden").select("Hidden only").run()
     assert "Nothing matched" in texts(at)
     at.selectbox(key="search:filters:hidden").select("Both")
