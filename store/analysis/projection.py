@@ -19,9 +19,9 @@ table a map colours by is ``store.analysis.tables.point_table``.
 
 Above ``LANDMARKS_ABOVE`` vectors on a CPU (with an exact metric), the map is made through
 landmarks (``landmark_coords``): the pipeline above runs on ``LANDMARKS`` random points, and
-every other point is placed at the weighted mean of its nearest landmarks' places (exact
-neighbours in the PCA space, ``store.analysis.knn.knn_against``). A million points then cost
-a map of 50,000 plus one blocked scan, where umap-learn's own run takes most of an hour here.
+every other point is placed at the weighted mean of its nearest landmarks' places (found in
+the PCA space by two small blocked scans, ``nearest_landmarks``). A million points then cost
+a map of 50,000 plus those scans: under two minutes here, where umap-learn's own run took 55.
 
 A projection is cached under ``<workspace>/cache/projections/<set id>/`` keyed by the set's
 version, the parameters and the dataset scope (``dataset_id``: only that dataset's points are
@@ -373,7 +373,8 @@ def umap_coords(
     """UMAP coordinates. ``layout_device``: None runs umap-learn's own layout (numba, CPU); a
     torch device runs ``torch_layout`` there instead (the default on a CUDA GPU).
     ``landmarks``: lay out that many random points and place the rest among them
-    (``landmark_coords``); None: ``LANDMARKS`` above ``LANDMARKS_ABOVE`` points on a CPU, else all."""
+    (``landmark_coords``; n or more: lay out all); None: ``LANDMARKS`` above
+    ``LANDMARKS_ABOVE`` points on a CPU with an exact metric, else all."""
     n, d = values.shape
     metric, dims = params["metric"], params["dims"]
     if n < dims + 3:
@@ -402,9 +403,9 @@ def landmark_coords(
 ) -> tuple[np.ndarray, dict]:
     """A map of many points at the cost of a map of ``landmarks``: UMAP lays out a random
     sample of that many (seeded by ``params['seed']``), then each other point goes to the
-    weighted mean of its ``n_neighbors`` nearest landmarks' places (exact neighbours in
-    ``data``'s space, weighted as UMAP weighs a neighbourhood: the nearest fully, the farther
-    falling off by the row's mean extra distance). ``data`` as UMAP sees it (prepared, PCA)."""
+    weighted mean of its ``n_neighbors`` nearest landmarks' places (``nearest_landmarks``,
+    weighted as UMAP weighs a neighbourhood: the nearest fully, the farther falling off by
+    the row's mean extra distance). ``data`` as UMAP sees it (prepared, PCA)."""
     n = len(data)
     chosen = np.sort(np.random.default_rng(params["seed"]).choice(n, landmarks, replace=False))
     placed_coords, details = _umap_layout(data[chosen], params, report, n_epochs, layout_device)

@@ -1,28 +1,15 @@
 """Scope by dataset in Chromium: save the search results as a dataset of their own, and the
 next search (scoped to the dataset being worked on) shows each hit once, not twice; "All
 datasets" shows both copies and says which dataset each comes from."""
-import numpy as np
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.data import vector_notes
 from tests.browser.ui import choose, click, fill, goto, result_card, select, settle, shot, widget
 
 pytestmark = pytest.mark.browser
 
 NOTES = {"lambda.txt": [1.0, 0.0, 0.0], "loop.txt": [0.0, 2.0, 0.0], "class.txt": [0.0, 0.0, 3.0]}
-
-
-def make_notes(home) -> None:
-    from store import Workspace
-
-    ws = Workspace.open(str(home))
-    try:
-        ds = ws.datasets.create("browser-scope")
-        items = [r.item for r in ds.items.upload([(n, n.encode()) for n in NOTES])]
-        fs = ws.feature_sets.create(name="browser-scope-set", size=3)
-        ws.create_features(fs, np.array([NOTES[i.name] for i in items], np.float32), [i.id for i in items])
-    finally:
-        ws.close()
 
 
 def card(page, n: int) -> str:
@@ -35,7 +22,7 @@ def search_lambda(page) -> None:
 
 
 def test_a_saved_selection_does_not_double_the_next_search(page, server):
-    make_notes(server["home"])
+    vector_notes(server["home"], "browser-scope", "browser-scope-set", NOTES)
     goto(page, server["url"], "search", "Search")
     select(page, "search:set", "browser-scope-set · size 3")
     search_lambda(page)

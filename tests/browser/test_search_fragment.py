@@ -2,28 +2,15 @@
 them alone): in Chromium the results still follow the distance slider and the query, the
 pickers above keep their state, the filter JSON shows once opened, and the gallery's "Open" (a dialog inside the fragment) and
 "More like this" still work."""
-import numpy as np
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.data import vector_notes
 from tests.browser.ui import choose, fill, goto, result_card, select, settle, widget, widget_prefix
 
 pytestmark = pytest.mark.browser
 
 NOTES = {"near.txt": [1.0, 0.0, 0.0], "mid.txt": [0.0, 2.0, 0.0], "far.txt": [0.0, 0.0, 3.0]}
-
-
-def make_notes(home) -> None:
-    from store import Workspace
-
-    ws = Workspace.open(str(home))
-    try:
-        ds = ws.datasets.create("browser-fragment")
-        items = [r.item for r in ds.items.upload([(n, n.encode()) for n in NOTES], dir="/frag")]
-        fs = ws.feature_sets.create(name="browser-fragment-set", size=3)
-        ws.create_features(fs, np.array([NOTES[i.name] for i in items], np.float32), [i.id for i in items])
-    finally:
-        ws.close()
 
 
 def step_slider(page, key: str) -> None:
@@ -34,7 +21,7 @@ def step_slider(page, key: str) -> None:
 
 
 def test_the_slider_and_the_query_rerun_the_results_inside_the_fragment(page, server):
-    make_notes(server["home"])
+    vector_notes(server["home"], "browser-fragment", "browser-fragment-set", NOTES, dir="/frag")
     goto(page, server["url"], "search", "Search")
     select(page, "search:set", "browser-fragment-set · size 3")
     choose(page, "search:mode", "Vector or feature id")
