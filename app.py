@@ -9,8 +9,6 @@ import streamlit as st
 from components.preload import preload_plotly
 from components.state import ACTIVITY, warm_up
 
-ACTIVITY.run_started()
-
 st.set_page_config(page_title="featurelab", page_icon=":material/scatter_plot:", layout="wide")
 
 
@@ -40,9 +38,7 @@ sections = {
     "Curate": [page("duplicates.py", "Duplicates and outliers", "content_copy")],
     "Chroma": [page("collections.py", "Chroma collections", "database")],
 }
-try:
+with ACTIVITY.serving():  # the warm-up and the index worker wait while a run is in progress
     st.navigation(sections).run()
-finally:  # a page that stops or reruns early ends its run too (the warm-up and index worker wait on it)
-    ACTIVITY.busy()
 preload_plotly()
 warm_up()  # after the first page is drawn, never before it

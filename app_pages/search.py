@@ -243,12 +243,8 @@ def search_form(ws: Workspace, set_id: str | None, scope: Scope | None) -> None:
     """The query, the limits and the results: a fragment, so that a slider step or a new
     text reruns this part alone, not the pickers above it nor app.py's navigation (nor
     their redraw in the browser). The set is read again on each rerun of the fragment."""
-    ACTIVITY.run_started()  # app.py notes a full run; a fragment's rerun skips app.py
-    try:
-        with user_errors():  # a fragment's rerun runs outside the page's own
-            _form_and_results(ws, set_id, scope)
-    finally:  # also when it stops early (st.rerun, st.switch_page): the warm-up waits on it
-        ACTIVITY.busy()
+    with ACTIVITY.serving(), user_errors():  # a fragment's rerun skips app.py and the page's own
+        _form_and_results(ws, set_id, scope)
 
 
 def _form_and_results(ws: Workspace, set_id: str | None, scope: Scope | None) -> None:

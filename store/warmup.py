@@ -8,6 +8,7 @@ first page, fight the page's own run for the GIL and the two cores (bench/app_cl
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import logging
 import os
@@ -15,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -38,12 +39,22 @@ class Activity:
     end: float = 0.0
 
     def run_started(self) -> None:
-        """A user is being served (app.py's first line)."""
+        """A user is being served (a run starts: ``serving``)."""
         self.start = time.monotonic()
 
     def busy(self) -> None:
         """Something the user waits on is going on (a run ended, a job's panel refreshed)."""
         self.end = max(self.end, time.monotonic())
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """A run (the app's, or a fragment's rerun, which skips app.py) from its start to its
+        end, also when it stops early (st.stop, st.rerun, st.switch_page)."""
+        self.run_started()
+        try:
+            yield
+        finally:
+            self.busy()
 
     def idle_seconds(self) -> float:
         """Seconds since the last run ended; 0 while one runs."""
