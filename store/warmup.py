@@ -64,10 +64,16 @@ class Activity:
         return now - max(self.start, self.end)
 
 
-def until_idle(idle: Callable[[], float] | None, seconds: float) -> None:
-    """Wait until ``idle()`` (seconds since the last run ended) reaches ``seconds``."""
-    while idle is not None and idle() < seconds:
-        time.sleep(0.05 if seconds < 1 else 0.5)
+def until_idle(idle: Callable[[], float] | None, seconds: float, halt: threading.Event | None = None) -> bool:
+    """Wait until ``idle()`` (seconds since the last run ended) reaches ``seconds``, or
+    ``halt`` is set (then False)."""
+    pause = 0.05 if seconds < 1 else 0.5
+    while idle is not None and idle() < seconds and not (halt is not None and halt.is_set()):
+        if halt is None:
+            time.sleep(pause)
+        else:
+            halt.wait(pause)
+    return not (halt is not None and halt.is_set())
 
 
 def import_modules_of(sources: Iterable[Path]) -> list[str]:

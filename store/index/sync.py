@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ..locks import exclusive
+from ..warmup import until_idle
 from . import guard
 
 if TYPE_CHECKING:
@@ -166,12 +167,6 @@ class IndexSync:
             self._halt.wait(QUIET_S - idle)
         return False
 
-    def _app_quiet(self) -> bool:
-        """Wait until the app has served no one for ``APP_QUIET_S``; False when stopping."""
-        while self.idle is not None and not self._halt.is_set() and self.idle() < APP_QUIET_S:
-            self._halt.wait(0.05)
-        return not self._halt.is_set()
-
     def _one_step(self) -> bool:
         """Do one unit of work (True), or find nothing left to do (False)."""
         if not self._quiet():
@@ -185,7 +180,7 @@ class IndexSync:
         if not self.ws.owns_index:
             return False
         for sid in self._set_ids():  # the index opens here only when some set is behind
-            if not (self.behind(sid) and self._app_quiet()):
+            if not (self.behind(sid) and until_idle(self.idle, APP_QUIET_S, self._halt)):  # False: halted
                 continue
             started = time.monotonic()
             if self.step(sid):
