@@ -51,11 +51,14 @@ def exact_matmul(torch: Any) -> Iterator[None]:
             torch.set_float32_matmul_precision(previous)
 
 
-def keys(torch: Any, data: Any, sq: Any, rows: Any, cols_from: int = 0, *, row_norms: bool = False) -> Any:
+def keys(torch: Any, data: Any, sq: Any, rows: Any, cols_from: int = 0, *, row_norms: bool = False,
+         queries: Any = None) -> Any:
     """The float32 key ``|y_j|^2 - 2 y_i.y_j`` of ``rows`` (a slice or an index tensor of
-    ``data``) against the columns from ``cols_from`` on; ``row_norms`` adds ``|y_i|^2``,
-    making it the squared distance. ``sq``: the squared norms of ``data``'s rows."""
-    key = torch.addmm(sq[None, cols_from:], data[rows], data[cols_from:].T, alpha=-2.0)
+    ``data``, or of ``queries`` when given) against the columns from ``cols_from`` on;
+    ``row_norms`` adds ``|y_i|^2`` (of ``data``'s rows), making it the squared distance.
+    ``sq``: the squared norms of ``data``'s rows."""
+    left = data if queries is None else queries
+    key = torch.addmm(sq[None, cols_from:], left[rows], data[cols_from:].T, alpha=-2.0)
     if row_norms:
         key.add_(sq[rows][:, None])
     return key
@@ -125,7 +128,7 @@ def _knn_blocks_torch(data: np.ndarray, k: int, block: int, device: str, progres
         out = torch.empty((len(q), k), dtype=torch.int64, device=device)
         for start in range(0, len(q), block):
             stop = min(start + block, len(q))
-            key = torch.addmm(sq[None, :], q[start:stop], x.T, alpha=-2.0)
+            key = keys(torch, x, sq, slice(start, stop), queries=q)
             if queries is None:
                 rows = torch.arange(stop - start, device=device)
                 key[rows, rows + start] = -torch.inf  # itself first, even among exact duplicates
