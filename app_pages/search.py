@@ -19,10 +19,11 @@ from components.search import (distance_ceiling, distance_histogram, embed_query
                                query_distances)
 from components.state import ACTIVITY, show_error, user_errors, workspace
 from store import Dataset, Feature, FeatureSet, Filters, InvalidInput, Item, Pages, Workspace
-from store.search import MAX_K, PAGE_SIZES, parse_vector_or_id
+from store.search import MAX_K, PAGE_SIZES, SearchState, parse_vector_or_id
 
 MODES = ["Text", "Image", "Item", "Vector or feature id"]
 JSON_OPEN = "search:json-open"  # the filter JSON's expander is open
+DEFAULT = SearchState()  # the form before anyone touches it (what a link leaves out)
 IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
 
 
@@ -115,19 +116,20 @@ def draw_query(ws: Workspace, fs: FeatureSet, datasets: list[Dataset]) -> tuple[
 
 
 def draw_limits(ws: Workspace, fs: FeatureSet, datasets: list[Dataset]) -> Limits:
+    # Each widget names its default (not a setdefault into session_state): where Streamlit
+    # drops a fragment widget's state (CI saw k come back as 1, its minimum), it comes back
+    # at the form's default instead.
     k_col, max_col, size_col = st.columns([1, 2, 1])
-    st.session_state.setdefault("search:k", 12)
-    k = int(k_col.number_input("k (how many neighbours)", 1, MAX_K, step=1, key="search:k",
+    k = int(k_col.number_input("k (how many neighbours)", 1, MAX_K, value=DEFAULT.k, step=1, key="search:k",
                                help=f"Up to {MAX_K:,}: the results come a page at a time"))
     ceiling = distance_ceiling(ws, fs)
     # The key carries the ceiling: a new scale starts the slider at its (new) right end.
     max_key = f"search:maxd:{fs.id}:{ceiling}"
     search_link.link_max_distance(max_key, ceiling)
-    st.session_state.setdefault(max_key, ceiling)
-    max_distance = max_col.slider("Max distance (at the right end: no limit)", 0.0, ceiling, step=ceiling / 200,
-                                  key=max_key, format="%.3f")
-    st.session_state.setdefault("search:per", 48)
-    page_size = size_col.select_slider("Results per page", list(PAGE_SIZES), key="search:per")
+    max_distance = max_col.slider("Max distance (at the right end: no limit)", 0.0, ceiling, value=ceiling,
+                                  step=ceiling / 200, key=max_key, format="%.3f")
+    page_size = size_col.select_slider("Results per page", list(PAGE_SIZES), value=DEFAULT.page_size,
+                                       key="search:per")
     with st.expander("Item filters", expanded=False):
         conditions = item_filter_conditions(datasets, key="search:filters", items=fs.entity_type == "item")
     return Limits(k, ceiling, max_distance, conditions, page_size)

@@ -51,6 +51,11 @@ def page(browser, server, request):
     """A fresh browser tab on the app; a screenshot is saved when the test ends."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     context.set_default_timeout(30_000)
+    # An assertion waits as long as an action may: on 2 shared cores under load, a fragment's
+    # rerun can take longer than expect's default 5 s (CI saw a page change land after it).
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
