@@ -63,7 +63,6 @@ def resolve_device(device: str | None = None, *, allow_numpy: bool = False) -> s
     raise InvalidInput(f"unknown device {device!r}; use {choices}")
 
 
-
 @contextlib.contextmanager
 def one_cpu_thread(torch: Any, device: str, *, when: bool = True) -> Iterator[None]:
     """Run torch's CPU work of the block on one thread (``when`` and the device is the CPU).

@@ -198,7 +198,6 @@ class SearchState:
         return state, problems
 
 
-
 def _read(name: str, raw: str) -> Any:
     """One query parameter as the field ``name`` holds it; ValueError says what is wrong."""
     if name == "k":
