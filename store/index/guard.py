@@ -114,6 +114,16 @@ def probe(chroma_dir: Path, catalog_path: Path, namespace: str, timeout: float =
     return report
 
 
+def exiting() -> bool:
+    """Whether the interpreter is shutting down (its main thread has ended: a script that
+    wrote and exited without close()). Opening Chroma then fails (chromadb's import can no
+    longer register its exit hooks), which says nothing about the folder: it is not set
+    aside, and the worker starts no step (what is left resumes at the next open)."""
+    import threading
+
+    return not threading.main_thread().is_alive()
+
+
 def set_aside(chroma_dir: Path) -> Path:
     """Move a damaged Chroma folder to ``chroma.damaged`` (replacing an older one)."""
     target = chroma_dir.with_name(chroma_dir.name + ".damaged")
@@ -139,8 +149,12 @@ def open_embedded(chroma_dir: Path, catalog, namespace: str):
         try:
             return VectorIndex(chroma_dir, None, namespace), damage
         except FeaturelabError as exc:  # Chroma's own files cannot be read
+            if exiting():
+                raise
             damage = {"*": str(exc)}
             _forget_client(chroma_dir)
+    if not chroma_dir.exists():  # it could not be created (nothing there to set aside): say why
+        raise FeaturelabError(f"cannot open the Chroma folder {chroma_dir}: {damage.get('*', damage)}")
     moved = set_aside(chroma_dir)
     log.warning("the Chroma index %s is damaged (%s); moved it to %s and rebuilding it from the catalog",
                 chroma_dir, "; ".join(f"{k}: {v}" for k, v in damage.items()), moved)

@@ -154,6 +154,8 @@ class IndexSync:
                     pass
                 self.error = None
             except Exception as exc:  # noqa: BLE001 - the worker outlives one bad step; the next write retries
+                if guard.exiting():  # a step cut short by the exit: the next open redoes it
+                    return
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.exception("index upkeep failed; retrying at the next write")
                 self._halt.wait(5)
@@ -169,7 +171,7 @@ class IndexSync:
 
     def _one_step(self) -> bool:
         """Do one unit of work (True), or find nothing left to do (False)."""
-        if not self._quiet():
+        if not self._quiet() or guard.exiting():
             return False
         if self._dirty_files:
             set_id = self._dirty_files.pop()

@@ -171,3 +171,30 @@ def test_the_worker_starts_no_chroma_step_while_the_app_serves_a_page(ws_embedde
     assert not ws.wait_for_index(2.0) and ws.index_state(fs.id).indexed == 0
     activity.busy()  # the run ended
     assert ws.wait_for_index(60) and ws.index.count(fs.id) == 300
+
+
+def test_a_script_that_exits_without_close_leaves_the_index_folder_alone(tmp_path):
+    """A script writes and exits without close() while the worker waits for writes to pause.
+    Its main thread gone, no step starts: the first step would import chromadb, which can
+    no longer register its exit hooks; that was taken for a damaged index and the Chroma
+    folder moved aside (every such run then rebuilt the index). The next open catches up."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("FEATURELAB_CHROMA_URL", None)
+    home = str(tmp_path / "ws")
+    setup = ("import sys, numpy as np; from store import Workspace; ws = Workspace.open(sys.argv[1]); "
+             "ds = ws.datasets.create('d'); items = [r.item for r in ds.items.upload([(f'{i}.txt', b'x%d' % i) "
+             "for i in range(40)])]; fs = ws.feature_sets.create(name='s', size=4); "
+             "fs.features.create_many(np.ones((20, 4), np.float32), items[:20]); ws.wait_for_index(60); ws.close()")
+    subprocess.run([sys.executable, "-c", setup, home], check=True, env=env, timeout=180)
+    # Writes, then exits; a non-daemon thread holds the shutdown open past the worker's pause.
+    script = ("import sys, threading, time, numpy as np; from store import Workspace; ws = Workspace.open(sys.argv[1]); "
+              "fs = ws.feature_sets.get(feature_set_name='s'); items = sorted(ws.datasets.get(dataset_name='d')"
+              ".items.list().all(), key=lambda i: int(i.name[:-4])); fs.features.create_many(np.full((20, 4), 2, np.float32), items[20:]); "
+              "threading.Thread(target=time.sleep, args=(2,)).start()")
+    out = subprocess.run([sys.executable, "-c", script, home], capture_output=True, text=True, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "index upkeep failed" not in out.stderr and "damaged" not in out.stderr, out.stderr
+    assert not (tmp_path / "ws" / "chroma.damaged").exists()
+    with Workspace.open(tmp_path / "ws") as ws:
+        fs = ws.feature_sets.get(feature_set_name="s")
+        assert ws.wait_for_index(60) and ws.index.count(fs.id) == 40
