@@ -258,13 +258,19 @@ def density_figure(coords: np.ndarray, categories: np.ndarray | None = None, *, 
     return fig
 
 
+def selected_regions(event: Mapping[str, Any] | None) -> list[list[tuple[float, float]]]:
+    """The lassos and boxes of a plotly selection event, each as a polygon in data units."""
+    selection = (event or {}).get("selection") or {}
+    polygons = [list(zip(shape.get("x") or [], shape.get("y") or [])) for shape in selection.get("lasso") or []]
+    return polygons + [box_polygon(shape["x"], shape["y"]) for shape in selection.get("box") or []
+                       if len(shape.get("x") or []) >= 2 and len(shape.get("y") or []) >= 2]
+
+
 def large_selection(event: Mapping[str, Any] | None, coords: np.ndarray) -> np.ndarray:
     """The rows of ``coords`` a lasso or box on ``density_figure(coords)`` selected, found here
     over every point (the browser knows only the sample); a click picks its sample point."""
     selection = (event or {}).get("selection") or {}
-    polygons = [list(zip(shape.get("x") or [], shape.get("y") or [])) for shape in selection.get("lasso") or []]
-    polygons += [box_polygon(shape["x"], shape["y"]) for shape in selection.get("box") or []
-                 if len(shape.get("x") or []) >= 2 and len(shape.get("y") or []) >= 2]
+    polygons = selected_regions(event)
     if polygons:
         mask = np.zeros(len(coords), dtype=bool)
         for polygon in polygons:
