@@ -17,7 +17,8 @@ from components.scope import Scope, dataset_scope
 from components.selection import selection_actions
 from components.scatter import (COLOR_CHOICES, DISTANCE_CHOICE, PROJECT_REQUEST, color_column, is_large_map,
                                 kept_density_figure, kept_map_figure, large_selection, map_table, projection_controls,
-                                remember, remembered, request_projection, selected_entity_ids)
+                                remember, remembered, request_projection, selected_entity_ids,
+                                selected_regions)
 from components.state import user_errors, workspace
 from store import FeatureSet, Workspace
 from store.analysis import STAGE_LABELS, cached_projection, outlier_scores, point_table, project
@@ -160,6 +161,10 @@ def draw_large_map(ws: Workspace, fs: FeatureSet, projection: Any, scope: Scope,
     figure = kept_density_figure(projection.coords, categories, key, label=column or "")
     event = st.plotly_chart(figure, on_select="rerun", selection_mode=("lasso", "box", "points"), key="map:chart")
     rows = large_selection(event, projection.coords)
+    if len(rows) == 0 and selected_regions(event):  # a lasso around an empty region
+        st.subheader("Nothing selected")
+        st.caption("No point lies inside the lasso or box: draw around the shaded parts of the map.")
+        return
     if len(rows) == 0:
         st.caption("A density image of every point (darker: more points). Drag on it to draw a lasso; "
                    "the points inside are found on the server.")

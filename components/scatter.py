@@ -19,7 +19,7 @@ COLOR_CHOICES = {"dataset": "Dataset", "dir": "Folder", "label": "Label", "kind"
 DISTANCE_CHOICE = {"distance": "Distance to the last search"}
 NONE_TEXT = "(none)"
 PROJECT_REQUEST = "map:project-request"
-SAMPLE_POINTS = 2_000  # invisible points on a density map: plotly's lasso needs points to fire
+SAMPLE_POINTS = 500  # invisible points on a density map: a click picks one (a lasso is answered over all)
 
 
 def request_projection() -> None:
@@ -238,13 +238,16 @@ def density_figure(coords: np.ndarray, categories: np.ndarray | None = None, *, 
     (x0, x1), (y0, y1) = image.x_range, image.y_range
     rows = np.random.default_rng(0).choice(len(coords), size=min(SAMPLE_POINTS, len(coords)), replace=False)
     rows = np.sort(rows).astype(np.int32)
-    fig = go.Figure(go.Scattergl(x=coords[rows, 0], y=coords[rows, 1], customdata=rows, mode="markers",
-                                 name="sample", showlegend=False, hoverinfo="none",
-                                 marker={"size": 6, "color": "rgba(0,0,0,0)"},
-                                 selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}}))
+    # SVG, not WebGL: no GL context to create for points nobody sees (0.2 to 1.8 s of a draw
+    # in a browser without a GPU, CDP profile). The browser styles each SVG point at every
+    # draw, hence few: a later 1M draw took 1.2 s with 2,000 points, 0.6 s with 500.
+    invisible = {"mode": "markers", "showlegend": False, "hoverinfo": "none",
+                 "marker": {"size": 6, "color": "rgba(0,0,0,0)"},
+                 "selected": {"marker": {"opacity": 0}}, "unselected": {"marker": {"opacity": 0}}}
+    fig = go.Figure(go.Scatter(x=coords[rows, 0], y=coords[rows, 1], customdata=rows, name="sample", **invisible))
     for name, colour, count in image.legend:  # legend entries only: no points of their own
-        fig.add_trace(go.Scattergl(x=[None], y=[None], mode="markers", name=f"{name} ({count})",
-                                   marker={"size": 10, "color": colour}, hoverinfo="none"))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{name} ({count})",
+                                 marker={"size": 10, "color": colour}, hoverinfo="none"))
     fig.add_layout_image(source=image.data_uri(), xref="x", yref="y", x=x0, y=y1, sizex=x1 - x0, sizey=y1 - y0,
                          sizing="stretch", layer="below")
     fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0}, dragmode="lasso",
@@ -255,13 +258,19 @@ def density_figure(coords: np.ndarray, categories: np.ndarray | None = None, *, 
     return fig
 
 
+def selected_regions(event: Mapping[str, Any] | None) -> list[list[tuple[float, float]]]:
+    """The lassos and boxes of a plotly selection event, each as a polygon in data units."""
+    selection = (event or {}).get("selection") or {}
+    polygons = [list(zip(shape.get("x") or [], shape.get("y") or [])) for shape in selection.get("lasso") or []]
+    return polygons + [box_polygon(shape["x"], shape["y"]) for shape in selection.get("box") or []
+                       if len(shape.get("x") or []) >= 2 and len(shape.get("y") or []) >= 2]
+
+
 def large_selection(event: Mapping[str, Any] | None, coords: np.ndarray) -> np.ndarray:
     """The rows of ``coords`` a lasso or box on ``density_figure(coords)`` selected, found here
     over every point (the browser knows only the sample); a click picks its sample point."""
     selection = (event or {}).get("selection") or {}
-    polygons = [list(zip(shape.get("x") or [], shape.get("y") or [])) for shape in selection.get("lasso") or []]
-    polygons += [box_polygon(shape["x"], shape["y"]) for shape in selection.get("box") or []
-                 if len(shape.get("x") or []) >= 2 and len(shape.get("y") or []) >= 2]
+    polygons = selected_regions(event)
     if polygons:
         mask = np.zeros(len(coords), dtype=bool)
         for polygon in polygons:

@@ -86,33 +86,46 @@ def _rgb(hex_colour: str) -> tuple[int, int, int]:
     return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
-def _spread(rgba: np.ndarray, radius: int) -> np.ndarray:
-    """Grow each drawn pixel into empty neighbours (a sparse map would be specks)."""
-    out = rgba.copy()
-    h, w = rgba.shape[:2]
+def _spread(index: np.ndarray, radius: int) -> np.ndarray:
+    """Grow each drawn pixel (palette index > 0) into empty neighbours (a sparse map would be specks)."""
+    out = index.copy()
+    h, w = index.shape
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             if dx == 0 and dy == 0:
                 continue
-            shifted = np.zeros_like(rgba)
+            shifted = np.zeros_like(index)
             shifted[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-                rgba[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
-            empty = (out[..., 3] == 0) & (shifted[..., 3] > 0)
+                index[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+            empty = (out == 0) & (shifted > 0)
             out[empty] = shifted[empty]
     return out
+
+
+def _palette_png(index: np.ndarray, colours: np.ndarray) -> bytes:
+    """``index`` (h, w; 0 = transparent) as a palette PNG whose entry i is ``colours[i - 1]``
+    (RGBA): a byte a pixel, a quarter of an RGBA PNG's size, so the page sends and decodes less."""
+    from PIL import Image
+
+    palette = np.zeros((256, 4), dtype=np.uint8)
+    palette[1:len(colours) + 1] = np.clip(np.rint(colours), 0, 255).astype(np.uint8)
+    image = Image.fromarray(index, "P")
+    image.putpalette(palette[:, :3].tobytes(), "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=3, transparency=palette[:, 3].tobytes())
+    return buffer.getvalue()
 
 
 def density_image(
     xy: np.ndarray, width: int = 1200, height: int = 650, categories: Sequence | np.ndarray | None = None,
     *, x_range: tuple[float, float] | None = None, y_range: tuple[float, float] | None = None,
 ) -> DensityImage:
-    """The points ``xy`` (n, >=2; columns x, y) as a ``width`` x ``height`` RGBA PNG: empty
+    """The points ``xy`` (n, >=2; columns x, y) as a ``width`` x ``height`` PNG (a palette with
+    transparency): empty
     pixels transparent, the others from light (one point) to dark (the most) on a log scale.
     ``categories`` (one value per point): each pixel takes the colour of its most common
     category, its strength from the count; the ``MAX_CATEGORIES`` largest have colours of
     their own. Points with a NaN coordinate are left out."""
-    from PIL import Image
-
     xy = np.asarray(xy)
     keep = np.isfinite(xy[:, 0]) & np.isfinite(xy[:, 1])
     x, y = xy[keep, 0].astype(np.float64), xy[keep, 1].astype(np.float64)
@@ -123,27 +136,33 @@ def density_image(
     filled = np.flatnonzero(counts)
     # Log scale: one point is still visible next to a pixel of thousands.
     strength = np.log1p(counts[filled]) / np.log1p(max(int(counts.max(initial=0)), 1))
-    rgba = np.zeros((width * height, 4), dtype=np.uint8)
+    # A palette of at most 255 colours (0 is transparent): each colour at ``levels`` strengths,
+    # steps finer than the eye tells apart.
     legend: tuple[tuple[str, str, int], ...] = ()
-    if categories is None:
-        colour = _LIGHT + (_DARK - _LIGHT) * strength[:, None]
-    else:
+    if categories is None:  # from light (one point) to dark (the most)
+        levels = 255
+        steps = np.linspace(0.0, 1.0, levels)[:, None]
+        code, rgb = np.zeros(len(filled), dtype=np.int64), (_LIGHT + (_DARK - _LIGHT) * steps)[None]
+    else:  # each pixel's most common category, darker where denser
         codes, names, totals = _codes(categories, keep)
         k = len(names) + 1
         rank = np.zeros(width * height, dtype=np.int64)
         rank[filled] = np.arange(len(filled))
-        per = np.bincount(rank[pix] * k + codes, minlength=len(filled) * k).reshape(len(filled), k)
-        colours = np.array([_rgb(c) for c in PALETTE[:len(names)]] + [_rgb(OTHER_COLOUR)], dtype=np.float64)
-        colour = colours[per.argmax(axis=1)] * (0.55 + 0.45 * strength[:, None])  # darker where denser
+        code = np.bincount(rank[pix] * k + codes, minlength=len(filled) * k).reshape(len(filled), k).argmax(axis=1)
+        levels = 255 // k
+        steps = np.linspace(0.0, 1.0, levels)[:, None]
+        base = np.array([_rgb(c) for c in PALETTE[:len(names)]] + [_rgb(OTHER_COLOUR)], dtype=np.float64)
+        rgb = base[:, None, :] * (0.55 + 0.45 * steps)[None]
         legend = tuple((n, PALETTE[i], t) for i, (n, t) in enumerate(zip(names, totals)))
-    rgba[filled, :3] = np.clip(colour, 0, 255).astype(np.uint8)
-    rgba[filled, 3] = (150 + 105 * strength).astype(np.uint8)
-    image = rgba.reshape(height, width, 4)
+    alpha = np.broadcast_to(150 + 105 * steps, (len(rgb), levels, 1))
+    colours = np.concatenate([rgb, alpha], axis=2).reshape(-1, 4)
+    index = np.zeros(width * height, dtype=np.uint8)
+    index[filled] = 1 + code * levels + np.rint(strength * (levels - 1)).astype(np.int64)
+    index = index.reshape(height, width)
     if len(filled) and len(x) < width * height // 200:  # sparse: points of a few pixels each
-        image = _spread(image, 2 if len(x) < width * height // 2000 else 1)
-    buffer = io.BytesIO()
-    Image.fromarray(image, "RGBA").save(buffer, format="PNG", compress_level=3)
-    return DensityImage(buffer.getvalue(), width, height, xr, yr, counts.reshape(height, width), legend)
+        index = _spread(index, 2 if len(x) < width * height // 2000 else 1)
+    png = _palette_png(index, colours)
+    return DensityImage(png, width, height, xr, yr, counts.reshape(height, width), legend)
 
 
 def points_in_polygon(xy: np.ndarray, polygon: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:

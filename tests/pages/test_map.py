@@ -185,7 +185,7 @@ def test_a_projection_request_is_done_once(open_page, small, app_ws):
 
 
 def test_a_large_map_is_a_density_image_with_its_lasso_answered_here(open_page, small, app_ws, monkeypatch):
-    from components.scatter import large_selection
+    from components.scatter import large_selection, selected_regions
 
     monkeypatch.setenv("FEATURELAB_LARGE_MAP_ABOVE", "30")  # 40 points: large
     at = open_page(PAGE)
@@ -208,3 +208,7 @@ def test_a_large_map_is_a_density_image_with_its_lasso_answered_here(open_page, 
     assert large_selection(box, coords).tolist() == [2, 3]  # the box, over every point, not the clicked sample
     assert large_selection({"selection": {"points": [{"customdata": [3]}, {"customdata": 9}]}}, coords).tolist() == [3]
     assert large_selection(None, coords).tolist() == []
+    # A lasso around no point: a region drawn (the page says "Nothing selected"), no rows.
+    empty = {"selection": {"points": [], "box": [], "lasso": [{"x": [5, 6, 6], "y": [5, 5, 6]}]}}
+    assert large_selection(empty, coords).tolist() == [] and len(selected_regions(empty)) == 1
+    assert selected_regions(None) == [] and selected_regions({"selection": {"points": [{"customdata": 1}]}}) == []

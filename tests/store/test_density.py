@@ -28,7 +28,8 @@ def test_the_image_counts_each_point_in_its_pixel():
     xy[7] = np.nan  # left out, not drawn somewhere
     image = density_image(xy, width=200, height=100)
     assert image.counts.sum() == len(xy) - 1 and image.counts.shape == (100, 200)
-    png = np.asarray(Image.open(io.BytesIO(image.png)))
+    assert Image.open(io.BytesIO(image.png)).mode == "P"  # a byte a pixel: a quarter of RGBA's bytes
+    png = np.asarray(Image.open(io.BytesIO(image.png)).convert("RGBA"))
     assert png.shape == (100, 200, 4)
     # Pixels with points are opaque-ish, the space between the clusters is empty (transparent).
     assert (png[..., 3][image.counts > 0] >= 150).all()
@@ -45,7 +46,7 @@ def test_categories_colour_each_pixel_by_its_most_common_one():
     labels = ["cat"] * 5 + ["dog"] * 2 + [None] * 3
     image = density_image(xy, width=20, height=20, categories=labels)
     assert [(name, count) for name, _, count in image.legend] == [("cat", 5), ("(none)", 3), ("dog", 2)]
-    png = np.asarray(Image.open(io.BytesIO(image.png)))
+    png = np.asarray(Image.open(io.BytesIO(image.png)).convert("RGBA"))
     bottom_left, top_right = png[image.counts.shape[0] - 1, 0], png[0, image.counts.shape[1] - 1]
     assert bottom_left[2] > bottom_left[0]  # cat: the first colour, blue
     assert top_right[0] > top_right[2]  # (none): the second, orange
@@ -95,5 +96,5 @@ def test_a_threshold_that_is_not_a_whole_number_says_what_to_set(monkeypatch, ba
 def test_a_tiny_map_still_draws(n):
     image = density_image(np.zeros((n, 2), dtype=np.float32), width=40, height=30)
     assert image.counts.sum() == n
-    png = np.asarray(Image.open(io.BytesIO(image.png)))
+    png = np.asarray(Image.open(io.BytesIO(image.png)).convert("RGBA"))
     assert (png[..., 3] > 0).sum() > 1  # spread beyond one pixel, so it can be seen
