@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -441,8 +442,9 @@ class Workspace:
             cursor.row_factory = None  # plain tuples: a Row per id costs more than the lookup
             return dict(cursor.execute(sql, (json.dumps(list(ids)),)).fetchall())
 
-    def _resolve_entities(self, fs: FeatureSet, entities: Sequence[Any]) -> list[tuple[str, str]]:
-        """(entity id, dataset id) for each entity, checked to exist and match the set's type."""
+    def _resolve_entities(self, fs: FeatureSet, entities: Sequence[Any]) -> tuple[list[str], list[str]]:
+        """The entity ids and the dataset id of each, checked to exist, to match the set's
+        type and to appear once."""
         ids = []
         for e in entities:
             eid = e.id if isinstance(e, (Item, Annotation)) else e
@@ -451,15 +453,16 @@ class Workspace:
             if fs.entity_type == "item" and isinstance(e, Annotation) or fs.entity_type == "annotation" and isinstance(e, Item):
                 raise InvalidInput(f"feature set {fs.name!r} holds {fs.entity_type} vectors; got a {type(e).__name__.lower()}")
             ids.append(eid)
-        unique = list(dict.fromkeys(ids))
-        found = self.existing_ids("items" if fs.entity_type == "item" else "annotations", unique)
-        missing = [i for i in unique if i not in found]
-        if missing:
+        found = self.existing_ids("items" if fs.entity_type == "item" else "annotations", ids)
+        if len(found) != len(ids):
+            missing = [i for i in dict.fromkeys(ids) if i not in found]
+            if not missing:
+                raise InvalidInput("an entity appears twice in one bulk create; give each entity one vector")
             raise NotFound(
                 f"unknown {fs.entity_type} id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} "
                 f"({len(missing)} in all); nothing was written. Upload the items first, or check the ids"
             )
-        return [(i, found[i]) for i in ids]
+        return ids, list(map(found.__getitem__, ids))
 
     def _check_values(self, fs: FeatureSet, values: Any, count: int | None) -> np.ndarray:
         if isinstance(values, np.ndarray) and values.dtype == np.float32:
@@ -478,11 +481,10 @@ class Workspace:
             )
         if count is not None and arr.shape[0] != count:
             raise InvalidInput(f"{arr.shape[0]} vectors for {count} entities; give one vector per entity")
-        bad = ~np.isfinite(arr).all(axis=1)
-        if bad.any():
-            raise InvalidInput(
-                f"vector {int(np.flatnonzero(bad)[0])} holds NaN or infinity; nothing was written. Fix the values"
-            )
+        suspect = np.flatnonzero(~np.isfinite(arr @ np.ones(arr.shape[1], arr.dtype)))  # one pass, no n x size mask
+        bad = suspect[~np.isfinite(arr[suspect]).all(axis=1)]  # a NaN or inf makes its row's sum one; a large sum only may
+        if len(bad):
+            raise InvalidInput(f"vector {int(bad[0])} holds NaN or infinity; nothing was written. Fix the values")
         if arr.dtype != np.float32 and (np.abs(arr) > np.finfo(np.float32).max).any():
             raise InvalidInput("a value is too large for float32; nothing was written")
         return np.ascontiguousarray(arr, dtype=np.float32)
@@ -493,32 +495,41 @@ class Workspace:
         entities = list(entities)
         if not entities:
             return []
-        arr = self._check_values(fs, values, len(entities))
-        resolved = self._resolve_entities(fs, entities)
-        if len({e for e, _ in resolved}) != len(resolved):
-            raise InvalidInput("an entity appears twice in one bulk create; give each entity one vector")
-        now = time.time()
-        ids = new_ids(len(resolved))
+        # The index worker waits until the whole call, records included, is over: their 0.6 s
+        # per 100k was a pause long enough for it to start decoding blobs between two batches.
+        with self.index_sync.writing():
+            arr = self._check_values(fs, values, len(entities))
+            entity_ids, dataset_ids = self._resolve_entities(fs, entities)
+            now = time.time()
+            ids = new_ids(len(entity_ids))
+            self._insert_features(fs, ids, entity_ids, dataset_ids, arr, now)
+            self.after_feature_write({fs.id})
+            # The records hold rows of one array: the caller's, copied (they may change it later), or ours.
+            kept = arr.copy() if isinstance(values, np.ndarray) and np.may_share_memory(arr, values) else arr
+            return list(map(Feature, ids, repeat(fs.id), entity_ids, dataset_ids, kept, repeat(now), repeat(self)))
+
+    def _insert_features(self, fs: FeatureSet, ids: list[str], entity_ids: list[str], dataset_ids: list[str],
+                         arr: np.ndarray, now: float) -> None:
+        """One transaction: the entities' old vectors in the set go, the new rows come in."""
         flat, width = memoryview(arr).cast("B"), arr.shape[1] * 4  # slices bind as the vectors' bytes, uncopied
-        rows = [(fid, fs.id, eid, did, flat[i * width : (i + 1) * width], now)
-                for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))]
+        blobs = map(flat.__getitem__, map(slice, range(0, len(flat), width), range(width, len(flat) + width, width)))
         with self.catalog.transaction() as c:
             if c.execute("SELECT 1 FROM feature_sets WHERE id=?", (fs.id,)).fetchone() is None:
                 raise NotFound(f"feature set {fs.name!r} was deleted")
             if c.execute("SELECT 1 FROM features WHERE feature_set_id=? LIMIT 1", (fs.id,)).fetchone():
                 # An entity's old vector goes; the new one is a new row (a new rid, so the index
-                # and the vector files see it as written after their marks).
-                c.executemany("DELETE FROM features WHERE feature_set_id=? AND entity_id=?",
-                              [(fs.id, eid) for eid, _ in resolved])
+                # and the vector files see it as written after their marks). One statement, one
+                # index probe per entity (CROSS JOIN keeps json_each outside): twice as fast as
+                # a DELETE per entity, and no more than a probe where none had a vector yet.
+                c.execute("DELETE FROM features WHERE rid IN (SELECT f.rid FROM json_each(?) AS w CROSS JOIN"
+                          " features AS f ON f.feature_set_id=? AND f.entity_id=w.value)",
+                          (json.dumps(entity_ids), fs.id))
             c.executemany(
                 "INSERT INTO features (id, feature_set_id, entity_id, dataset_id, value, created_at)"
                 " VALUES (?,?,?,?,?,?)",
-                rows,
+                zip(ids, repeat(fs.id), entity_ids, dataset_ids, blobs, repeat(now)),
             )
             c.execute("UPDATE feature_sets SET version = version + 1 WHERE id=?", (fs.id,))
-        self.after_feature_write({fs.id})
-        kept = arr.copy()  # one copy for all the records (each holds a row of it), not one per record
-        return [Feature(fid, fs.id, eid, did, kept[i], now, self) for i, (fid, (eid, did)) in enumerate(zip(ids, resolved))]
 
     def _delete_features_of_entities(self, c, entity_ids: Sequence[str]) -> set[str]:
         """Inside a transaction: delete features, leave tombstones for the index; return touched sets."""

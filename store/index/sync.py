@@ -6,7 +6,8 @@ a write never waits for Chroma. A worker thread in the process that owns the ind
 (one step at a time across processes sharing a Chroma server): apply the set's tombstones,
 or upsert the next batch of features past the set's high-water mark (``indexed_rid``) and
 move the mark. A crash anywhere leaves work that the next step redoes, at the next open.
-The worker waits for writes to pause before each step, so a bulk load keeps both cores.
+The worker waits for writes to pause before each step (none under way, the last ended
+``QUIET_S`` ago), so a bulk load keeps both cores.
 
 The worker also brings each written set's memory-mapped vector files (``store.vectors``) up
 to date, before the index, so that the next search maps them instead of decoding blobs.
@@ -18,6 +19,7 @@ import logging
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -92,6 +94,8 @@ class IndexSync:
         self._halt = threading.Event()
         self._dirty_files: set[str] = set()  # sets whose vector files the worker refreshes
         self._last_write = 0.0
+        self._writers = 0  # writes under way (``writing``): the worker starts no step meanwhile
+        self._writers_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.error: str | None = None  # the worker's last failure, shown by `info`
         self.inline_backlog = INLINE_BACKLOG
@@ -121,6 +125,20 @@ class IndexSync:
             self._thread.join()
             self._thread = None
         _running.discard(self)
+
+    @contextmanager
+    def writing(self):
+        """Around a large write: no step starts while it runs. A 100k-vector batch takes
+        seconds, so the pause after the last write alone let the worker decode blobs and open
+        Chroma (holding the GIL) in the middle of the next batch of a bulk load."""
+        with self._writers_lock:
+            self._writers += 1
+        try:
+            yield
+        finally:
+            with self._writers_lock:
+                self._writers -= 1
+            self._last_write = time.monotonic()
 
     def written(self, set_ids) -> None:
         """Writers call this after their transaction: the worker takes it from there."""
@@ -163,7 +181,7 @@ class IndexSync:
     def _quiet(self) -> bool:
         """Wait for writes to pause; False when stopping."""
         while not self._halt.is_set():
-            idle = time.monotonic() - self._last_write
+            idle = 0.0 if self._writers else time.monotonic() - self._last_write
             if idle >= QUIET_S:
                 return True
             self._halt.wait(QUIET_S - idle)

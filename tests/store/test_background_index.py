@@ -5,11 +5,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from store import Filters, Workspace
+from store.index.sync import QUIET_S
 from tests.conftest import ROOT
 
 
@@ -198,3 +200,16 @@ def test_a_script_that_exits_without_close_leaves_the_index_folder_alone(tmp_pat
     with Workspace.open(tmp_path / "ws") as ws:
         fs = ws.feature_sets.get(feature_set_name="s")
         assert ws.wait_for_index(60) and ws.index.count(fs.id) == 40
+
+
+def test_the_worker_starts_no_step_while_a_write_is_under_way(ws_embedded):
+    """A bulk load's batches take seconds each: the pause after the last one must not let the
+    worker decode blobs or build the index in the middle of the next."""
+    ws = ws_embedded
+    fs, items, values = _set_with_vectors(ws)
+    with ws.index_sync.writing():  # as a long batch holds it
+        fs.features.create_many(values, items)
+        time.sleep(4 * QUIET_S)  # long enough after the last write ended for a step to start
+        assert ws.vectors.stamp(fs.id) in (None, (0, 0)) and ws.index_state(fs.id).indexed == 0
+    assert ws.wait_for_index(60) and ws.index.count(fs.id) == 300
+    assert ws.vectors.stamp(fs.id)[0] == 300  # the files came first

@@ -137,6 +137,63 @@ def test_bulk_vectors_bit_for_bit_in_catalog_and_index(ws):
     assert np.stack([in_index[i.id] for i in items]).tobytes() == values.tobytes()
 
 
+def _set_rows(ws, fs):
+    rows = ws.catalog.all("SELECT entity_id, id, value FROM features WHERE feature_set_id=?", (fs.id,))
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_a_bulk_batch_of_old_and_new_entities_replaces_the_old_and_adds_the_new(ws_embedded):
+    """The replaced rows go in one statement: entities with a vector in the set get the new
+    one (a new feature id), new entities get theirs, and another set's vectors stay."""
+    ws = ws_embedded
+    ds, items = _items(ws, 8)
+    fs, other = ws.feature_sets.create(name="s", size=4), ws.feature_sets.create(name="o", size=4)
+    rng = np.random.default_rng(5)
+    first, second = rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
+    other.features.create_many(first, items[:5])
+    old = fs.features.create_many(first, items[:5])
+    new = fs.features.create_many(second, items[3:])  # items 3 and 4 had a vector in the set, 5 to 7 none
+    want = {i.id: (f.id, first[k].tobytes()) for k, (i, f) in enumerate(zip(items[:3], old[:3]))}
+    want |= {i.id: (f.id, second[k].tobytes()) for k, (i, f) in enumerate(zip(items[3:], new))}
+    assert _set_rows(ws, fs) == want and {f.id for f in old[3:]}.isdisjoint(fid for fid, _ in want.values())
+    assert {e: v for e, (_, v) in _set_rows(ws, other).items()} == {i.id: first[k].tobytes() for k, i in enumerate(items[:5])}
+    files = ws.vectors.load(fs.id, 4)
+    assert dict(zip(files.entity_ids.tolist(), (r.tobytes() for r in files.values))) == {e: v for e, (_, v) in want.items()}
+    assert ws.wait_for_index(60)
+    stored = ws.index.get_vectors(fs.id, [i.id for i in items])
+    assert {e: v.tobytes() for e, v in stored.items()} == {e: v for e, (_, v) in want.items()}
+
+
+def test_bulk_records_keep_the_values_as_stored_when_the_callers_array_changes(ws_embedded):
+    ws = ws_embedded
+    ds, items = _items(ws, 3)
+    fs = ws.feature_sets.create(name="s", size=4)
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    feats = fs.features.create_many(values, items)
+    one = fs.features.create(value=values[0], entity=items[0])  # a 1-D row of the caller's array
+    values[:] = -1  # the caller reuses its buffer
+    assert [f.value.tolist() for f in feats] == np.arange(12).reshape(3, 4).tolist() and one.value.tolist() == [0, 1, 2, 3]
+    from_lists = fs.features.create_many([[0.1, 0.2, 0.3, 0.4]], items[1:2])  # converted: float32 as stored
+    assert from_lists[0].value.tobytes() == _set_rows(ws, fs)[items[1].id][1]
+
+
+def test_the_finite_check_refuses_nan_and_infinity_and_keeps_large_finite_values(ws_embedded):
+    """One row sum finds the suspects: a NaN or an infinity makes it non-finite, and rows whose
+    sum only overflows float32 (every value near its maximum) are still accepted."""
+    ws = ws_embedded
+    ds, items = _items(ws, 3)
+    fs = ws.feature_sets.create(name="s", size=4)
+    for row, bad in ((2, [1, float("nan"), 1, 1]), (1, [float("inf"), float("-inf"), 0, 0]), (0, [0, 0, 0, float("-inf")])):
+        values = np.ones((3, 4), dtype=np.float32)
+        values[row] = bad
+        with pytest.raises(InvalidInput, match=f"vector {row} holds NaN or infinity"):
+            fs.features.create_many(values, items)
+        assert fs.count() == 0
+    large = np.full((3, 4), np.finfo(np.float32).max, dtype=np.float32) * np.float32([[1], [-1], [1]])
+    fs.features.create_many(large, items)
+    assert b"".join(_set_rows(ws, fs)[i.id][1] for i in items) == large.tobytes()
+
+
 def test_index_caught_up_after_reopen_and_repaired_when_lost(tmp_path, monkeypatch):
     monkeypatch.delenv("FEATURELAB_CHROMA_URL", raising=False)
     path = tmp_path / "ws"
