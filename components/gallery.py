@@ -61,11 +61,14 @@ def caption(item: Item, datasets: Mapping[str, str] | None = None) -> str:
     return base
 
 
-def open_button(item: Item, key: str) -> None:
-    """The cell's way into the item view (components.item_view), the same in every gallery."""
+def open_button(item: Item, key: str, position: int) -> None:
+    """The cell's way into the item view (components.item_view), the same in every gallery.
+    Keyed by the cell's position, the item going in the callback's args: new results (a new
+    query) update the cells in place instead of remounting each one, and a click opens the
+    item the cell showed in the run that drew it."""
     from components.item_view import request_item_view
 
-    st.button("Open", key=f"{key}:open:{item.id}", on_click=request_item_view, args=(key, item.id),
+    st.button("Open", key=f"{key}:open:{position}", on_click=request_item_view, args=(key, item.id),
               icon=":material/open_in_full:", width="stretch", help="Full size, metadata, annotations, vectors")
 
 
@@ -103,10 +106,11 @@ def item_gallery(
     for start in range(0, len(items), columns):
         cols = st.columns(columns)
         for offset, (col, item) in enumerate(zip(cols, items[start : start + columns])):
-            with col.container(border=True, key=f"{key}:cell:{start + offset}"):
+            position = start + offset
+            with col.container(border=True, key=f"{key}:cell:{position}"):
                 draw_cell(item, thumb, datasets)
-                open_button(item, key)
-                if on_more is not None:
-                    st.button("More like this", key=f"{key}:more:{item.id}", on_click=on_more, args=(item,),
+                open_button(item, key, position)
+                if on_more is not None:  # keyed by position too (see open_button)
+                    st.button("More like this", key=f"{key}:more:{position}", on_click=on_more, args=(item,),
                               icon=":material/travel_explore:", width="stretch")
     show_requested_item(key, [item.id for item in items])

@@ -1,5 +1,6 @@
-"""Start and stop a real `streamlit run app.py` on a free port of 127.0.0.1, and launch
-Debian's Chromium: shared by the browser tests and the benchmarks that drive the app."""
+"""Start and stop the real app (app_launcher.py: `streamlit run app.py`) on a free port of
+127.0.0.1, and launch Debian's Chromium: shared by the browser tests and the benchmarks that
+drive the app."""
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ class AppServer:
     url: str
     home: Path  # the workspace the app opens
     log: Path
+    up_s: float  # from starting the process to its first answer on /_stcore/health
 
 
 def chromium_path() -> str | None:
@@ -69,17 +71,20 @@ def running_app(home: Path, log_path: Path, *, upload_limit_mb: int | None = Non
            "PYTHONPATH": str(ROOT), "FEATURELAB_WARM_NUMBA": "1" if warm_numba else "0",
            "FEATURELAB_WARM_MODELS": "1" if warm_models else "0"}
     env.pop("FEATURELAB_CHROMA_URL", None)
-    args = [sys.executable, "-m", "streamlit", "run", str(script or "app.py"), "--server.port", str(port),
+    # The app starts as scripts/app starts it (app_launcher.py: `streamlit run app.py` after the imports).
+    command = [sys.executable, "-m", "streamlit", "run", str(script)] if script else [sys.executable, "app_launcher.py"]
+    args = [*command, "--server.port", str(port),
             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none"]
     if upload_limit_mb is not None:
         args += ["--server.maxUploadSize", str(upload_limit_mb)]
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
+        started = time.perf_counter()
         proc = subprocess.Popen(args, cwd=script.parent if script else ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_healthy(proc, url, log_path)
-            yield AppServer(url, home, log_path)
+            yield AppServer(url, home, log_path, time.perf_counter() - started)
         finally:
             proc.terminate()
             try:

@@ -48,8 +48,12 @@ def test_the_slider_and_the_query_rerun_the_results_inside_the_fragment(page, se
     # Back to the right end (no limit), and a new query: the results follow both.
     step_slider(page, "End")
     expect(page.get_by_role("heading", name="3 results")).to_be_visible()
+    first_open = widget(page, "search:results:cell:0").get_by_role("button", name="Open").element_handle()
     fill(page, "search:vector", "0, 0, 3")
     expect(widget(page, "search:results:cell:0")).to_contain_text("/frag/far.txt · d=0.0000", timeout=30_000)
+    # The cells are keyed by position: new results update them in place (the same button node),
+    # not remounted; and the button opens what the cell shows now (below).
+    assert first_open.evaluate("button => button.isConnected")
 
     # "Open" shows the item's dialog from inside the fragment; "More like this" searches by that item.
     widget(page, "search:results:cell:0").get_by_role("button", name="Open").click()

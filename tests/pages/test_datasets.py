@@ -7,6 +7,7 @@ import pytest
 from tests.pages.helpers import ok, png, texts
 
 PAGE = "app_pages/datasets.py"
+RED = 31  # red.png's cell on the grid's first page: sorted by path, after the 30 notes and blue.png
 
 
 @pytest.fixture
@@ -41,8 +42,9 @@ def test_grid_pages_through_the_dataset(open_page, photos):
     opens = [b.key for b in ok(at).button if (b.key or "").startswith("datasets:grid:open:")]
     assert len(opens) == 8 and at.number_input(key="datasets:page").value == 2
     assert "Items 25–32 of 32" in texts(at)
-    # Sorted by path: the last page ends with the pictures folder.
-    assert opens[-2:] == [f"datasets:grid:open:{photos['pics'][1].id}", f"datasets:grid:open:{photos['pics'][0].id}"]
+    # Sorted by path: the last page ends with the pictures folder, and its last cell opens red.png.
+    assert [c for img in at.image for c in img.captions] == ["/notes/pics/blue.png", "/notes/pics/red.png"]
+    assert [s.value for s in _open(at, opens[-1]).subheader] == ["/notes/pics/red.png"]
 
 
 def test_folder_filter_and_thumbnail_size(open_page, photos):
@@ -79,7 +81,7 @@ def _open(at, key: str):
 def test_item_view_shows_the_item_its_boxes_metadata_and_vectors(open_page, photos):
     at = open_page(PAGE)
     red = photos["pics"][0]
-    at = _open(at, f"datasets:grid:open:{red.id}")
+    at = _open(at, f"datasets:grid:open:{RED}")
     assert [s.value for s in at.subheader] == ["/notes/pics/red.png"]
     assert "Dataset photos · folder /notes/pics · image (image/png)" in texts(at)
     annotations = at.dataframe[0].value
@@ -98,7 +100,7 @@ def test_item_view_shows_the_item_its_boxes_metadata_and_vectors(open_page, phot
 
 def test_item_view_of_a_text_item_says_it_has_no_vector(open_page, photos):
     at = open_page(PAGE)
-    at = _open(at, f"datasets:grid:open:{photos['notes'][3].id}")
+    at = _open(at, "datasets:grid:open:3")
     assert "note 3" in [c.value for c in at.code]
     assert "No feature set holds a vector of this item yet" in texts(at)
 
@@ -106,7 +108,8 @@ def test_item_view_of_a_text_item_says_it_has_no_vector(open_page, photos):
 def test_more_like_this_opens_the_search_from_the_item(open_page, photos):
     at = open_page(PAGE)
     blue = photos["pics"][1]
-    at = _open(at, f"datasets:grid:open:{blue.id}")
+    at = _open(at, f"datasets:grid:open:{RED - 1}")
+    assert [s.value for s in at.subheader] == ["/notes/pics/blue.png"]
     at.button(key=f"item_view:more:{photos['fs'].id}").click().run()
     ok(at)
     assert at.session_state["search:mode"] == "Item" and at.session_state["search:item"] == blue.id
@@ -119,8 +122,7 @@ def test_open_from_the_search_results_gallery(open_page, photos):
     at = open_page("app_pages/search.py")
     at.radio(key="search:mode").set_value("Vector or feature id").run()
     at.text_area(key="search:vector").input("3, 4").run()
-    red = photos["pics"][0]
-    at = _open(at, f"search:results:open:{red.id}")
+    at = _open(at, "search:results:open:0")  # the first result: red.png, at distance 0
     assert [s.value for s in at.subheader] == ["2 results", "/notes/pics/red.png"]
     assert list(at.dataframe[-1].value["feature set"]) == ["flat"]  # the view's vectors, after the results table
     assert at.title[0].value == "Search"
@@ -129,7 +131,7 @@ def test_open_from_the_search_results_gallery(open_page, photos):
 def test_delete_an_item_with_a_confirmation(open_page, photos, app_ws):
     at = open_page(PAGE)
     red = photos["pics"][0]
-    at = _open(at, f"datasets:grid:open:{red.id}")
+    at = _open(at, f"datasets:grid:open:{RED}")
     at.button(key="item_view:delete").click().run()
     warning = [w.value for w in ok(at).warning if w.value.startswith("Delete /notes/pics/red.png?")][0]
     assert ("1 item, 1 file no longer referenced by any other item, 1 annotation and 1 feature vector"
@@ -162,8 +164,7 @@ def test_the_item_view_steps_through_the_gallery_it_was_opened_from(open_page, p
     at = open_page(PAGE)
     at.select_slider(key="datasets:page-size").set_value(24).run()
     at.button(key="datasets:next").click().run()  # the second page: 6 notes, then the two pictures
-    order = [b.key.rsplit(":", 1)[1] for b in ok(at).button if (b.key or "").startswith("datasets:grid:open:")]
-    at = _open(at, f"datasets:grid:open:{order[-2]}")
+    at = _open(ok(at), "datasets:grid:open:6")  # blue.png
     assert "7 of 8 in this gallery" in texts(at)
     at.button(key="item_view:next").click().run()
     assert [s.value for s in ok(at).subheader][-1] == "/notes/pics/red.png" and at.button(key="item_view:next").disabled
@@ -175,7 +176,7 @@ def test_the_item_view_steps_through_the_gallery_it_was_opened_from(open_page, p
     at = open_page("app_pages/search.py")
     at.radio(key="search:mode").set_value("Vector or feature id").run()
     at.text_area(key="search:vector").input("0, 1").run()
-    at = _open(at, f"search:results:open:{photos['pics'][0].id}")
+    at = _open(at, "search:results:open:1")  # red.png, the second result
     assert "2 of 2 in this gallery" in texts(at)
     at.button(key="item_view:previous").click().run()
     assert [s.value for s in ok(at).subheader][-1] == "/notes/pics/blue.png"  # the first result
