@@ -121,8 +121,8 @@ def density_image(
     *, x_range: tuple[float, float] | None = None, y_range: tuple[float, float] | None = None,
 ) -> DensityImage:
     """The points ``xy`` (n, >=2; columns x, y) as a ``width`` x ``height`` PNG (a palette with
-    transparency): empty
-    pixels transparent, the others from light (one point) to dark (the most) on a log scale.
+    transparency): empty pixels transparent, the others from light (one point) to dark (the
+    most) on a log scale.
     ``categories`` (one value per point): each pixel takes the colour of its most common
     category, its strength from the count; the ``MAX_CATEGORIES`` largest have colours of
     their own. Points with a NaN coordinate are left out."""

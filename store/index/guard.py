@@ -23,6 +23,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +120,6 @@ def exiting() -> bool:
     wrote and exited without close()). Opening Chroma then fails (chromadb's import can no
     longer register its exit hooks), which says nothing about the folder: it is not set
     aside, and the worker starts no step (what is left resumes at the next open)."""
-    import threading
-
     return not threading.main_thread().is_alive()
 
 
