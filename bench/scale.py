@@ -323,10 +323,48 @@ def int8_pass(ctx: Ctx) -> float:
     on; forced here at every n); its answers checked against float64 brute force on 3 queries."""
     m = _matrix(ctx)
     seconds, hits = _p50(lambda q: exact.search(m, q, limit=100, compressed=True), ctx.queries)
-    for q, hit in list(zip(ctx.queries, hits))[:3]:
-        d = exact.exact_distances(ctx.values, q)
-        assert np.array_equal(hit.rows, np.lexsort((np.arange(len(d)), d))[:100]), "int8 pass differs from brute force"
+    _brute_checked(ctx.values, ctx.queries, hits)
     return seconds
+
+
+def _brute_checked(values: np.ndarray, queries: np.ndarray, hits: list) -> None:
+    for q, hit in list(zip(queries, hits))[:3]:
+        d = exact.exact_distances(values, q)
+        assert np.array_equal(hit.rows, np.lexsort((np.arange(len(d)), d))[:100]), "int8 pass differs from brute force"
+
+
+def int8_ungrouped(ctx: Ctx) -> float:
+    """The int8 pass over the whole copy (no grouping: every row's codes read), p50."""
+    m = _matrix(ctx)
+    flat = exact.VectorMatrix(m.entity_ids, m.feature_ids, m.values, 1, sq_norms=m.sq_norms)
+    flat.int8_copy = compressed.CompressedCache(m.values, grouped=False)
+    flat.int8_copy.get(wait=True)
+    seconds, hits = _p50(lambda q: exact.search(flat, q, limit=100, compressed=True), ctx.queries)
+    _brute_checked(ctx.values, ctx.queries, hits)
+    return seconds
+
+
+def unclustered(grouped: bool) -> Callable[[Ctx], float]:
+    """The int8 pass on unclustered vectors (standard normal, same n and d), where no group
+    can be ruled out: what the grouping costs when it does not help."""
+    def run(ctx: Ctx) -> float:
+        if "gauss" not in ctx.held:
+            values = np.random.default_rng(3).standard_normal((ctx.n, ctx.args.dim), dtype=np.float32)
+            ids = np.char.zfill(np.arange(ctx.n).astype(str), 24)
+            ctx.held["gauss"] = values, exact.VectorMatrix(ids, ids, values, 1), queries_near(values, ctx.args.queries, seed=4)
+        values, m, queries = ctx.held["gauss"]
+        if not grouped:
+            m = exact.VectorMatrix(m.entity_ids, m.feature_ids, values, 1, sq_norms=m.sq_norms)
+            m.int8_copy = compressed.CompressedCache(values, grouped=False)
+        m.int8_copy.get(wait=True)
+        seconds, hits = _p50(lambda q: exact.search(m, q, limit=100, compressed=True), queries)
+        _brute_checked(values, queries, hits)
+        if grouped:
+            ctx.held.pop("gauss")
+        return seconds
+
+    run.__doc__ = f"The int8 pass on unclustered vectors, {'grouped' if grouped else 'whole copy'}, p50."
+    return run
 
 
 def filtered(share: float) -> Callable[[Ctx], float]:
@@ -454,6 +492,8 @@ def near_duplicates(approximate: bool) -> Callable[[Ctx], float | None]:
 
 FLOOR, OLD_FIRST = "floor: sqlite3 alone, same rows", "first exact top-100, old way (SQLite blobs)"
 FAISS_FLAT, INT8 = "exact top-100, faiss IndexFlatL2 (p50)", "exact top-100, int8 pass (p50)"
+INT8_FLAT = "exact top-100, int8 pass, whole copy (no grouping; p50)"
+GAUSS_FLAT = "exact top-100, int8 pass, unclustered vectors, whole copy (p50)"
 STEPS: list[Step] = [
     Step(FLOOR, sqlite_floor),
     Step("create_many, batches of --batch", create_many, FLOOR),
@@ -468,6 +508,9 @@ STEPS: list[Step] = [
     Step("exact top-100, float32 pass (p50)", float32_pass, FAISS_FLAT),
     Step("int8 copy (once per set version)", int8_copy),
     Step(INT8, int8_pass, FAISS_FLAT),
+    Step(INT8_FLAT, int8_ungrouped, FAISS_FLAT),
+    Step(GAUSS_FLAT, unclustered(grouped=False), FAISS_FLAT),
+    Step("exact top-100, int8 pass, unclustered vectors (p50)", unclustered(grouped=True), GAUSS_FLAT),
     Step("exact top-100, int8 pass, filter passes 90%", filtered(0.9), INT8),
     Step("exact top-100, int8 pass, filter passes 10%", filtered(0.1), INT8),
     Step("HNSW build, faiss", faiss_hnsw_build),

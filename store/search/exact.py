@@ -6,7 +6,8 @@ rigorous bound on that error, is re-measured in float64 as ``sqrt(sum((x - q) **
 result is what brute force over every vector returns. The first pass is a float32 matrix
 product or, for the k nearest (or farthest) of a large set, a scan of the set's int8 copy
 (``compressed``: a quarter of the bytes, a looser bound), built from the float32 matrix in
-the background the first time a large set is searched.
+the background the first time a large set is searched; the k nearest read only the groups of
+rows the query can reach (the copy's grouping, by the triangle inequality).
 """
 from __future__ import annotations
 
@@ -184,12 +185,18 @@ def _int8_copy(matrix: VectorMatrix, compressed: bool | None) -> int8.Int8Copy |
 def _compressed_top(matrix: VectorMatrix, copy: int8.Int8Copy, q32: np.ndarray, rows: np.ndarray | None,
                     descending: bool, limit: int) -> Hits | None:
     """The k nearest (farthest) by the int8 first pass, every row it cannot rule out
-    re-measured; None when the bound rules out too few rows to be worth it (then float32)."""
+    re-measured; the nearest scan only the groups the query can reach. None when the bound
+    rules out too few rows to be worth it (then float32)."""
+    total = len(matrix) if rows is None else len(rows)
+    reached = None if descending else int8.reachable_bounds(copy, q32, limit, rows)
+    if reached is not None:
+        scanned, lo, hi = reached
+        return _remeasured(matrix, q32, scanned[int8.candidates(lo, hi, limit)], descending, limit, total)
     lo, hi = int8.key_bounds(copy, q32, rows, descending=descending)
     pos = int8.candidates(lo, hi, limit)
     if len(pos) > limit + len(lo) // 8 and _float32_safe(matrix, q32):
         return None
-    return _remeasured(matrix, q32, pos if rows is None else rows[pos], descending, limit, len(lo))
+    return _remeasured(matrix, q32, pos if rows is None else rows[pos], descending, limit, total)
 
 
 def _float32_safe(matrix: VectorMatrix, q32: np.ndarray) -> bool:

@@ -50,7 +50,7 @@ def near_ties(rng, n: int, d: int, scale: float) -> tuple[np.ndarray, np.ndarray
 CASES = st.tuples(
     st.integers(0, 2**32 - 1),  # seed
     st.sampled_from([1.0, 1e-20, 1e18, 3e30]),  # norms from tiny to near float32's range
-    st.sampled_from(["ties", "gauss", "clusters", "constant"]),
+    st.sampled_from(["ties", "gauss", "clusters", "constant", "line"]),
     st.sampled_from([3, 17, 64]),  # d
     st.booleans(),  # descending
     st.booleans(),  # filtered rows
@@ -71,6 +71,8 @@ def test_compressed_search_equals_brute_force(case):
             base = rng.standard_normal((4, d))[rng.integers(0, 4, n)] * 5 + base * 0.01
         elif kind == "constant":
             base[:] = base[0]
+        elif kind == "line":  # collinear rows on integer steps: the groups' triangle bounds hold with equality
+            base = rng.integers(-20, 20, n)[:, None] * base[0]
         x = (base * scale).astype(np.float32)
         q = x[int(rng.integers(n))] if rng.random() < 0.5 else (rng.standard_normal(d) * scale).astype(np.float32)
     rows = np.sort(rng.choice(n, max(1, n // 2), replace=False)) if filtered else None
@@ -127,7 +129,58 @@ def test_copy_is_a_pure_function_of_the_matrix():
     a, b = int8.compress(x), int8.compress(x.copy())
     for field in ("codes", "mean", "scale", "sq", "code_norm", "resid"):
         assert np.array_equal(getattr(a, field), getattr(b, field))
+    for field in ("centroids", "members", "starts", "radius", "reach"):
+        assert np.array_equal(getattr(a.groups, field), getattr(b.groups, field))
     assert a.codes.dtype == np.int8 and a.nbytes < x.nbytes // 2
+
+
+def _clustered(n: int, d: int, clusters: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d)) * 3
+    return (centres[rng.integers(0, clusters, n)] + rng.standard_normal((n, d))).astype(np.float32)
+
+
+def test_groups_partition_the_rows_with_exact_radii():
+    x = _clustered(5000, 32, 12, seed=6)
+    copy = int8.compress(x)
+    g = copy.groups
+    assert len(g.centroids) == round(np.sqrt(5000)) and np.array_equal(np.sort(g.members), np.arange(5000))
+    for c in range(len(g.centroids)):
+        rows = g.members[g.starts[c] : g.starts[c + 1]]
+        assert np.array_equal(rows, np.sort(rows))
+        radius = np.sqrt((((x[rows].astype(np.float64) - copy.mean) - g.centroids[c]) ** 2).sum(1))
+        assert np.allclose(g.radius[g.starts[c] : g.starts[c + 1]], radius, rtol=1e-12, atol=0)
+        assert g.reach[c] == (g.radius[g.starts[c] : g.starts[c + 1]].max() if len(rows) else 0.0)
+
+
+@pytest.mark.parametrize("share", [None, 0.5, 0.1])
+def test_the_nearest_read_only_the_groups_in_reach_and_equal_brute_force(share):
+    """Clustered rows: a query near one cluster scans a small part of the set, filter or not,
+    and the answer is brute force's (the groups change what is read, not what is found)."""
+    x = _clustered(20_000, 64, 10, seed=8)  # 2,000 rows a cluster: k = 100 inside one, even at 10%
+    m = _matrix(x)
+    copy = m.int8_copy.get()
+    rng = np.random.default_rng(1)
+    rows = None if share is None else np.sort(rng.choice(len(x), int(len(x) * share), replace=False))
+    for i in rng.integers(0, len(x), 6):
+        q = x[i] + np.float32(0.05)
+        scanned, lo, hi = int8.reachable_bounds(copy, q, 100, rows)
+        assert len(scanned) < len(x) // 5
+        if rows is not None:
+            assert np.isin(scanned, rows).all()
+        hits = exact.search(m, q, rows, None, False, 100, compressed=True)
+        want_rows, want_d = _brute(x, q, rows, 100, False)
+        assert np.array_equal(hits.rows, want_rows) and np.array_equal(hits.distances, want_d)
+        assert hits.total == (len(x) if rows is None else len(rows))
+
+
+def test_a_query_in_reach_of_most_groups_scans_the_whole_copy():
+    x = np.random.default_rng(12).standard_normal((4000, 64)).astype(np.float32)
+    copy = int8.compress(x)
+    q = np.zeros(64, dtype=np.float32)  # the centre of every group's spread
+    assert int8.reachable_bounds(copy, q, 100) is None
+    hits = exact.search(_matrix(x), q, None, None, False, 100, compressed=True)
+    assert np.array_equal(hits.rows, _brute(x, q, None, 100, False)[0])
 
 
 def test_metrics_the_product_supports_are_covered():
