@@ -47,6 +47,7 @@ GROW = 1.0 + 2.0**-30  # the bound's own rounding
 MIN_CELLS = 1 << 24  # below n x d of this, the float32 pass is as fast (16k x 1024, 32k x 512)
 PARALLEL_CELLS = 1 << 25  # scans of at least this many codes use every core
 MAX_GROUPS = 2048  # centroids of the grouping: about sqrt(n), at most this
+ASSIGN_DIMS = 64  # rows are assigned to centroids in this many principal directions
 REACH_MARGIN = 2.0**-30  # relative room for the float64 roundings of the group bounds
 
 _KERNELS: dict[str, Callable] = {}
@@ -170,13 +171,15 @@ def compress(values: np.ndarray, *, grouped: bool = True) -> Int8Copy:
 
 
 def group(values: np.ndarray, mean: np.ndarray, *, steps: int = 6, block: int = 16384) -> Groups:
-    """About sqrt(n) centroids by k-means on a sample (fixed seed), every row to its nearest
-    (float32, on the centred rows scaled to at most 1: any assignment is valid, only the
-    radii measured from it must be exact), and each row's float64 radius."""
+    """About sqrt(n) centroids by k-means on a sample (fixed seed, farthest-point seeds), each
+    row (and each sample row in the k-means steps) to its nearest as seen in the sample's top
+    principal directions (float32, on the centred rows scaled to
+    at most 1: any assignment is valid, only the radii measured from it must be exact; at 1M x
+    512 this is 6x cheaper than comparing all 512 dimensions), and each row's float64 radius."""
     n, d = values.shape
     k = int(min(MAX_GROUPS, max(1, round(math.sqrt(n)))))
     rng = np.random.default_rng(0)
-    top = float(np.abs(values).max()) + float(np.abs(mean).max())
+    top = max(float(values.max()), -float(values.min())) + float(np.abs(mean).max())
     unit = np.float32(1.0 / top) if top > 0 else np.float32(1.0)
     mean32 = mean.astype(np.float32)
 
@@ -185,14 +188,12 @@ def group(values: np.ndarray, mean: np.ndarray, *, steps: int = 6, block: int = 
 
     sample = scaled(values[np.sort(rng.choice(n, min(n, 40 * k), replace=False))])
     cents = _spread_seeds(sample[rng.permutation(len(sample))[: 10 * k]], k)
+    basis = _principal(sample, ASSIGN_DIMS)
+    seen = sample @ basis
     for _ in range(steps):
-        labels = _nearest(sample, cents)
-        counts = np.bincount(labels, minlength=k)
-        sums = np.zeros_like(cents)
-        np.add.at(sums, labels, sample)
-        filled = counts > 0
-        cents[filled] = sums[filled] / counts[filled, None]
-    labels = np.concatenate([_nearest(scaled(values[s : s + block]), cents) for s in range(0, n, block)])
+        cents = _means(sample, _nearest(seen, cents @ basis), cents)
+    near_cents = cents @ basis
+    labels = np.concatenate([_nearest(scaled(values[s : s + block]) @ basis, near_cents) for s in range(0, n, block)])
     members = np.argsort(labels, kind="stable").astype(np.int64)
     starts = np.searchsorted(labels[members], np.arange(k + 1)).astype(np.int64)
     centroids = cents.astype(np.float64) / np.float64(unit)  # back to the data's scale, centred
@@ -202,6 +203,26 @@ def group(values: np.ndarray, mean: np.ndarray, *, steps: int = 6, block: int = 
     filled = np.flatnonzero(np.diff(starts) > 0)
     reach[filled] = np.maximum.reduceat(radius, starts[filled])
     return Groups(centroids, members, starts, radius, reach)
+
+
+def _means(rows: np.ndarray, labels: np.ndarray, cents: np.ndarray) -> np.ndarray:
+    """One k-means step: each centroid to the mean of its rows (an empty one stays)."""
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=len(cents))
+    filled = np.flatnonzero(counts)
+    out = cents.copy()
+    out[filled] = np.add.reduceat(rows[order], np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]) / counts[filled, None]
+    return out
+
+
+def _principal(rows: np.ndarray, dims: int) -> np.ndarray:
+    """(d, dims) float32: the rows' top principal directions (all d when d <= dims)."""
+    d = rows.shape[1]
+    if d <= dims:
+        return np.eye(d, dtype=np.float32)
+    centred = rows - rows.mean(axis=0)
+    _, vecs = np.linalg.eigh(centred.T.astype(np.float64) @ centred)
+    return np.ascontiguousarray(vecs[:, -dims:], dtype=np.float32)
 
 
 def _spread_seeds(rows: np.ndarray, k: int) -> np.ndarray:
