@@ -287,6 +287,23 @@ def later_exact(ctx: Ctx) -> float:
     return _p50(lambda q: ctx.ws.search(Filters().add_euclid(ctx.fs, q, k=100)), ctx.queries[1:21], warm=0)[0]
 
 
+def settled_exact(hidden_filter: bool) -> Callable[[Ctx], float]:
+    def run(ctx: Ctx) -> float:
+        ctx.ws.matrix(ctx.fs).int8_copy.get(wait=True)  # the copy the engine builds in the background
+
+        def search(q: np.ndarray) -> Any:
+            f = Filters()
+            if hidden_filter:
+                f.add(field="hidden", values=False)
+            return ctx.ws.search(f.add_euclid(ctx.fs, q, k=100))
+
+        return _p50(search, ctx.queries[1:21])[0]
+
+    run.__doc__ = ("Exact top-100 end to end through ws.search (plan, scan, re-measure, records) once the"
+                   f" int8 copy is ready, p50 of 20{', with the seed filter hidden = false' if hidden_filter else ''}.")
+    return run
+
+
 # ---- exact top-100 scans over the vectors in memory (no catalog) -----------------------------
 def _matrix(ctx: Ctx) -> exact.VectorMatrix:
     """The vectors as the engine holds them; a filter is then a set of allowed rows, which is
@@ -503,6 +520,8 @@ STEPS: list[Step] = [
     Step(OLD_FIRST, first_exact_from_sqlite),
     Step("first exact top-100 after open", first_exact_after_open, OLD_FIRST),
     Step("later exact top-100 (median of 20)", later_exact),
+    Step("exact top-100 through ws.search, int8 copy ready (p50)", settled_exact(False)),
+    Step("the same with {\"hidden\": false}", settled_exact(True)),
     Step("first exact top-100 after open, index building meanwhile", first_exact_while_indexing, OLD_FIRST),
     Step(FAISS_FLAT, faiss_flat),
     Step("exact top-100, float32 pass (p50)", float32_pass, FAISS_FLAT),

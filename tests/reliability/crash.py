@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from store import Workspace
@@ -94,22 +95,29 @@ def check_consistent(ws: Workspace) -> None:
         assert ws.index.ids(fs.id) == in_catalog, f"catalog and Chroma disagree on {fs.name}"
 
 
-def kill_loop(job: str, ws_path: Path, args_for, kills: int, duration: float, after_kill) -> int:
+@dataclass
+class Kills:
+    runs: int  # how many runs it took
+    interrupted: list[int]  # the runs whose code had not ended: the ones a rerun must complete
+
+
+def kill_loop(job: str, ws_path: Path, args_for, kills: int, duration: float, after_kill) -> Kills:
     """Run the job with ``args_for(i)`` and SIGKILL it at a random moment within
     ``duration`` until ``kills`` kills have landed mid-job (a run whose code had ended
     before its kill does not count); ``after_kill(ws, i, lines)`` checks the workspace after
-    each run. Returns how many runs it took."""
+    each run."""
     rng = random.Random(1234)
-    landed = runs = 0
-    while landed < kills:
-        assert runs < 4 * kills, f"only {landed} of {runs} kills landed mid-job; the job is too short to test"
+    runs, interrupted = 0, []
+    while len(interrupted) < kills:
+        assert runs < 4 * kills, f"only {len(interrupted)} of {runs} kills landed mid-job; the job is too short to test"
         lines, code, finished = _run(job, (str(ws_path), *args_for(runs)), rng.uniform(0, duration))
-        landed += code == -signal.SIGKILL and not finished
+        if code == -signal.SIGKILL and not finished:
+            interrupted.append(runs)
         with Workspace.open(ws_path) as ws:
             check_consistent(ws)
             after_kill(ws, runs, lines)
         runs += 1
-    return runs
+    return Kills(runs, interrupted)
 
 
 def dataset_content(ws: Workspace, name: str) -> dict:
